@@ -1,0 +1,1 @@
+//! fleetwatch-aggregator (in progress).

@@ -1,0 +1,1 @@
+//! fleetwatch-collector (in progress).

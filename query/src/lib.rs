@@ -1,0 +1,1 @@
+//! fleetwatch-query (in progress).

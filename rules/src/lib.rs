@@ -1,0 +1,1 @@
+//! fleetwatch-rules (in progress).
