@@ -2,6 +2,7 @@
 //! label matchers, a stable series hash, and the wire codecs (remote write,
 //! snappy, the text exposition format). This crate does no I/O.
 
+pub mod duration;
 pub mod exposition;
 pub mod labels;
 pub mod matcher;
@@ -57,6 +58,12 @@ pub enum ModelError {
         pattern: String,
         /// Why it failed to compile.
         reason: String,
+    },
+    /// A duration is not in Prometheus syntax.
+    #[error("invalid duration {input:?}: expected a Prometheus duration such as 15s, 1m30s or 2h")]
+    InvalidDuration {
+        /// The text as given.
+        input: String,
     },
     /// A snappy body is malformed.
     #[error("body is not valid snappy block data: {reason}")]

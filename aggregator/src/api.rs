@@ -1,0 +1,14 @@
+//! HTTP handlers, one module per area.
+
+pub mod health;
+pub mod meta;
+pub mod query;
+pub mod write;
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,173 @@
+//! `/api/v1/query` and `/api/v1/query_range` with Prometheus's parameters,
+//! JSON shapes and error types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use fleetwatch_model::exposition::format_value;
+use fleetwatch_model::Labels;
+use fleetwatch_query::{Engine, EngineOptions, QueryError, QueryValue};
+use serde_json::{json, Map, Value};
+
+use super::now_ms;
+use crate::error::{ApiError, ErrorType};
+use crate::hub::AppState;
+use crate::params::{ms_to_secs, Params};
+
+/// Most points one series of a range query may have, as Prometheus.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// `GET|POST /api/v1/query`.
+pub async fn instant(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let params = Params::collect(raw.as_deref(), &headers, &body);
+    let result = run_instant(&state, &params).await;
+    state.metrics.count_query("query", outcome(&result));
+    result
+}
+
+/// `GET|POST /api/v1/query_range`.
+pub async fn range(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let params = Params::collect(raw.as_deref(), &headers, &body);
+    let result = run_range(&state, &params).await;
+    state.metrics.count_query("query_range", outcome(&result));
+    result
+}
+
+fn outcome(r: &Result<Json<Value>, ApiError>) -> &'static str {
+    match r {
+        Ok(_) => "success",
+        Err(e) => match e.kind {
+            ErrorType::BadData => "bad_data",
+            ErrorType::Execution => "execution",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Unavailable => "unavailable",
+            ErrorType::Internal => "internal",
+        },
+    }
+}
+
+fn engine_for(state: &AppState, params: &Params) -> Result<Engine, ApiError> {
+    let mut opts: EngineOptions = state.engine.clone();
+    if let Some(t) = params.duration("timeout")? {
+        if t <= 0 {
+            return Err(ApiError::bad_data("invalid parameter \"timeout\": timeout must be positive"));
+        }
+        opts.timeout = opts.timeout.min(Duration::from_millis(t as u64));
+    }
+    if let Some(lb) = params.duration("lookback_delta")? {
+        if lb > 0 {
+            opts.lookback_delta_ms = lb;
+        }
+    }
+    Ok(Engine::new(opts))
+}
+
+fn query_param(params: &Params) -> Result<String, ApiError> {
+    params
+        .get("query")
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))
+}
+
+fn engine_error(e: QueryError) -> ApiError {
+    ApiError {
+        kind: ErrorType::from_engine(e.error_type()),
+        message: e.to_string(),
+    }
+}
+
+async fn run_instant(state: &Arc<AppState>, params: &Params) -> Result<Json<Value>, ApiError> {
+    let query = query_param(params)?;
+    let time = params.time_or("time", now_ms())?;
+    let engine = engine_for(state, params)?;
+    let head = Arc::clone(&state.head);
+    let value = tokio::task::spawn_blocking(move || engine.instant_query(head.as_ref(), &query, time))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(engine_error)?;
+    Ok(Json(success(render_value(&value))))
+}
+
+async fn run_range(state: &Arc<AppState>, params: &Params) -> Result<Json<Value>, ApiError> {
+    let query = query_param(params)?;
+    let start = params
+        .get("start")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))
+        .and_then(|_| params.time_or("start", 0))?;
+    let end = params
+        .get("end")
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))
+        .and_then(|_| params.time_or("end", 0))?;
+    if end < start {
+        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+    }
+    let step = params
+        .duration("step")?
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"step\": missing"))?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let engine = engine_for(state, params)?;
+    let head = Arc::clone(&state.head);
+    let value = tokio::task::spawn_blocking(move || engine.range_query(head.as_ref(), &query, start, end, step))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(engine_error)?;
+    Ok(Json(success(render_value(&value))))
+}
+
+/// Wraps `data` in the success envelope.
+pub fn success(data: Value) -> Value {
+    json!({"status": "success", "data": data})
+}
+
+/// A label set as a JSON object.
+pub fn labels_json(labels: &Labels) -> Value {
+    let mut m = Map::with_capacity(labels.len());
+    for l in labels.iter() {
+        m.insert(l.name.clone(), Value::String(l.value.clone()));
+    }
+    Value::Object(m)
+}
+
+fn point(ts_ms: i64, v: f64) -> Value {
+    json!([ms_to_secs(ts_ms), format_value(v)])
+}
+
+/// Renders a query value as Prometheus's `data` object.
+pub fn render_value(value: &QueryValue) -> Value {
+    match value {
+        QueryValue::Scalar { timestamp_ms, value } => json!({"resultType": "scalar", "result": point(*timestamp_ms, *value)}),
+        QueryValue::String { timestamp_ms, value } => {
+            json!({"resultType": "string", "result": [ms_to_secs(*timestamp_ms), value]})
+        }
+        QueryValue::Vector(samples) => {
+            let result: Vec<Value> = samples
+                .iter()
+                .map(|s| json!({"metric": labels_json(&s.labels), "value": point(s.timestamp_ms, s.value)}))
+                .collect();
+            json!({"resultType": "vector", "result": result})
+        }
+        QueryValue::Matrix(series) => {
+            let result: Vec<Value> = series
+                .iter()
+                .map(|s| {
+                    let values: Vec<Value> = s.samples.iter().map(|p| point(p.timestamp_ms, p.value)).collect();
+                    json!({"metric": labels_json(&s.labels), "values": values})
+                })
+                .collect();
+            json!({"resultType": "matrix", "result": result})
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The hub's own metrics, served on `/metrics` in the text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use fleetwatch_storage::Head;
+
+/// Counters kept by the HTTP layer.
+#[derive(Debug, Default)]
+pub struct HubMetrics {
+    /// Remote-write requests accepted.
+    pub write_requests_ok: AtomicU64,
+    /// Samples received in accepted remote-write requests.
+    pub write_samples_received: AtomicU64,
+    /// Remote-write requests rejected, by reason.
+    pub write_rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Queries answered, by endpoint and outcome.
+    pub queries: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl HubMetrics {
+    /// Counts a rejected write under `reason`.
+    pub fn count_rejected(&self, reason: &'static str) {
+        if let Ok(mut m) = self.write_rejected.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Counts a query on `endpoint` with `outcome` (`success` or an error type).
+    pub fn count_query(&self, endpoint: &'static str, outcome: &'static str) {
+        if let Ok(mut m) = self.queries.lock() {
+            *m.entry((endpoint, outcome)).or_default() += 1;
+        }
+    }
+
+    /// Renders every metric, the head's included.
+    pub fn render(&self, head: &Head) -> String {
+        let mut out = String::with_capacity(4096);
+        let s = head.stats();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        counter(&mut out, "fleetwatch_remote_write_requests_total", "Remote-write requests accepted.", self.write_requests_ok.load(Ordering::Relaxed));
+        counter(&mut out, "fleetwatch_remote_write_samples_received_total", "Samples in accepted remote-write requests.", self.write_samples_received.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP fleetwatch_remote_write_requests_rejected_total Remote-write requests rejected, by reason.\n# TYPE fleetwatch_remote_write_requests_rejected_total counter");
+        if let Ok(m) = self.write_rejected.lock() {
+            for (reason, v) in m.iter() {
+                let _ = writeln!(out, "fleetwatch_remote_write_requests_rejected_total{{reason=\"{reason}\"}} {v}");
+            }
+        }
+        let _ = writeln!(out, "# HELP fleetwatch_queries_total Queries answered, by endpoint and outcome.\n# TYPE fleetwatch_queries_total counter");
+        if let Ok(m) = self.queries.lock() {
+            for ((endpoint, outcome), v) in m.iter() {
+                let _ = writeln!(out, "fleetwatch_queries_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {v}");
+            }
+        }
+        counter(&mut out, "fleetwatch_head_samples_appended_total", "Samples stored in the head.", s.samples_appended.load(Ordering::Relaxed));
+        counter(&mut out, "fleetwatch_head_duplicate_samples_total", "Identical duplicate samples ignored.", s.duplicates_ignored.load(Ordering::Relaxed));
+        counter(&mut out, "fleetwatch_head_requests_rejected_total", "Append requests rejected as bad data.", s.requests_rejected.load(Ordering::Relaxed));
+        counter(&mut out, "fleetwatch_head_series_created_total", "Series created in the head.", s.series_created.load(Ordering::Relaxed));
+        gauge(&mut out, "fleetwatch_head_series", "Series in the head.", head.num_series() as f64);
+        gauge(&mut out, "fleetwatch_head_samples", "Samples held in memory.", head.num_samples() as f64);
+        counter(&mut out, "fleetwatch_wal_fsyncs_total", "WAL fsyncs.", s.wal_fsyncs.load(Ordering::Relaxed));
+        counter(&mut out, "fleetwatch_wal_fsynced_requests_total", "Append requests covered by WAL fsyncs (group commit).", s.wal_fsynced_requests.load(Ordering::Relaxed));
+        counter(&mut out, "fleetwatch_wal_bytes_written_total", "Bytes written to the WAL.", s.wal_bytes.load(Ordering::Relaxed));
+        counter(&mut out, "fleetwatch_wal_failures_total", "WAL write or fsync failures.", s.wal_failures.load(Ordering::Relaxed));
+        gauge(&mut out, "fleetwatch_wal_replay_records", "Records replayed from the WAL at start.", s.wal_replayed_records.load(Ordering::Relaxed) as f64);
+        gauge(&mut out, "fleetwatch_wal_replay_duration_seconds", "Time the WAL replay took at start.", s.wal_replay_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        gauge(&mut out, "fleetwatch_wal_truncated_bytes", "Bytes cut off torn or corrupt WAL tails at start.", s.wal_truncated_bytes.load(Ordering::Relaxed) as f64);
+        gauge(&mut out, "fleetwatch_wal_corrupt_segments", "WAL segments found with a torn or corrupt tail at start.", s.wal_corrupt_segments.load(Ordering::Relaxed) as f64);
+        process_metrics(&mut out);
+        out
+    }
+}
+
+/// Appends `process_resident_memory_bytes` and `process_cpu_seconds_total`
+/// read from `/proc/self` where available.
+pub fn process_metrics(out: &mut String) {
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        if let Some(rss_pages) = statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", rss_pages * 4096);
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            // Index 11 and 12 here are utime and stime (field 3 is at index 0).
+            let secs = (ticks(11) + ticks(12)) as f64 / 100.0;
+            let _ = writeln!(out, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {secs}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every fleetwatch test, on a fresh machine too: installs the real
+# peers the end-to-end tests use (Prometheus and promtool from Debian's
+# packages) when they are missing, then checks formatting and lints and
+# runs the whole workspace's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if ((${#missing[@]})); then
+  echo "test.sh: installing peers: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test.sh: cargo test"
+cargo test --workspace

@@ -1,0 +1,140 @@
+//! Starting each subcommand's components and stopping them on a signal.
+
+use std::future::Future;
+
+use anyhow::{Context, Result};
+use fleetwatch_aggregator::{Hub, HubConfig};
+use fleetwatch_collector::{Collector, CollectorConfig};
+use fleetwatch_simulator::{Simulator, SimulatorOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::{AggregatorArgs, Cli, CollectorArgs, Command, SimulateArgs};
+
+/// Runs the chosen subcommand to completion.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Aggregator(args) => aggregator(args).await,
+        Command::Collector(args) => collector(args).await,
+        Command::Simulate(args) => simulate(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
+    }
+}
+
+/// A shutdown signal shared by every component of one process.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// A signal fired by SIGINT (Ctrl-C) or SIGTERM.
+    pub fn on_signals() -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// A future that resolves when shutdown is signalled.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+async fn aggregator(args: AggregatorArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => HubConfig::load(path)?,
+        None => HubConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let listener = bind(&config.listen).await?;
+    let hub = tokio::task::spawn_blocking(move || Hub::open(config)).await??;
+    let shutdown = Shutdown::on_signals();
+    hub.serve(listener, shutdown.wait()).await?;
+    Ok(())
+}
+
+async fn collector(args: CollectorArgs) -> Result<()> {
+    let config = CollectorConfig::load(&args.config)?;
+    config.validate()?;
+    if args.config_check {
+        println!("{}: config is valid", args.config.display());
+        return Ok(());
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let collector = Collector::new(config)?;
+    let listener = bind(&args.listen).await?;
+    let shutdown = Shutdown::on_signals();
+    let router = collector.metrics_router();
+    let stop = shutdown.wait();
+    let http = tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+    collector.run(shutdown.wait()).await?;
+    http.await??;
+    Ok(())
+}
+
+async fn simulate(args: SimulateArgs) -> Result<()> {
+    let sim = Simulator::new(SimulatorOptions {
+        cluster: args.cluster.clone(),
+        vms: args.vms,
+        nodes: None,
+        scenarios: args.scenarios.clone(),
+        seed: args.seed,
+        log_dir: args.log_dir.clone(),
+    });
+    let listener = bind(&args.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, cluster = %args.cluster, vms = args.vms, frozen = args.frozen, "simulator listening");
+    let shutdown = Shutdown::on_signals();
+    if args.frozen {
+        let text = sim.render(crate::demo::now_ms());
+        let router = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let text = text.clone();
+                    async move { ([(axum::http::header::CONTENT_TYPE, fleetwatch_model::exposition::TEXT_CONTENT_TYPE)], text) }
+                }),
+            )
+            .route("/-/healthy", axum::routing::get(|| async { "Healthy\n" }));
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.wait()).await?;
+    } else {
+        fleetwatch_simulator::serve(sim, listener, shutdown.wait()).await?;
+    }
+    Ok(())
+}
