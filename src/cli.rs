@@ -25,6 +25,20 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run a hub, three simulated clusters and their collectors on this machine.
     Demo(DemoArgs),
+    /// Work with rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `fleetwatch rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate Prometheus rule files and PrometheusRule resources.
+    Check {
+        /// Rule files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Flags of `fleetwatch aggregator`.

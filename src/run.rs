@@ -9,7 +9,7 @@ use fleetwatch_simulator::{Simulator, SimulatorOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::{AggregatorArgs, Cli, CollectorArgs, Command, SimulateArgs};
+use crate::cli::{AggregatorArgs, Cli, CollectorArgs, Command, RulesCommand, SimulateArgs};
 
 /// Runs the chosen subcommand to completion.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -18,7 +18,31 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Collector(args) => collector(args).await,
         Command::Simulate(args) => simulate(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Rules(RulesCommand::Check { files }) => rules_check(&files),
     }
+}
+
+/// Checks rule files like `promtool check rules`: one report per file,
+/// failing if any file is invalid.
+fn rules_check(files: &[std::path::PathBuf]) -> Result<()> {
+    let mut failed = 0;
+    for path in files {
+        println!("Checking {}", path.display());
+        match fleetwatch_rules::load_rule_file(path) {
+            Ok(file) => {
+                let rules: usize = file.groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {rules} rules found");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("  FAILED:\n{e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} rule files failed the check", files.len());
+    }
+    Ok(())
 }
 
 /// A shutdown signal shared by every component of one process.

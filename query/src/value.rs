@@ -1,0 +1,93 @@
+//! Query results (public) and the values passed between evaluation steps
+//! (crate-internal).
+
+use fleetwatch_model::{Labels, Sample};
+
+/// The result of a query, shaped as in the Prometheus HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryValue {
+    /// A single number.
+    Scalar {
+        /// Evaluation time, ms.
+        timestamp_ms: i64,
+        /// The value.
+        value: f64,
+    },
+    /// A string literal result.
+    String {
+        /// Evaluation time, ms.
+        timestamp_ms: i64,
+        /// The string.
+        value: String,
+    },
+    /// An instant vector: one sample per series.
+    Vector(Vec<InstantSample>),
+    /// A range vector or the result of a range query: many samples per series.
+    Matrix(Vec<RangeSeries>),
+}
+
+/// One element of an instant vector result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstantSample {
+    /// The series' labels.
+    pub labels: Labels,
+    /// The evaluation timestamp, ms.
+    pub timestamp_ms: i64,
+    /// The value.
+    pub value: f64,
+}
+
+/// One series of a matrix result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its samples in time order.
+    pub samples: Vec<Sample>,
+}
+
+/// One element of an instant vector during evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct VSample {
+    /// The series' labels.
+    pub labels: Labels,
+    /// The value.
+    pub value: f64,
+    /// The timestamp of the underlying stored sample (for `timestamp()`),
+    /// or the evaluation time for computed samples.
+    pub ts: i64,
+}
+
+/// One series of a range vector during evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct MSeries {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Samples in time order, never staleness markers.
+    pub samples: Vec<Sample>,
+}
+
+/// An evaluated sub-expression at one evaluation time.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    /// A number.
+    Scalar(f64),
+    /// A string.
+    String(String),
+    /// An instant vector.
+    Vector(Vec<VSample>),
+    /// A range vector.
+    Matrix(Vec<MSeries>),
+}
+
+impl Value {
+    /// The Prometheus name of this value's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar(_) => "scalar",
+            Value::String(_) => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}
