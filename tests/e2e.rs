@@ -4,6 +4,8 @@
 
 mod e2e {
     pub mod bad_input;
+    pub mod cli;
+    pub mod demo;
     pub mod peers;
     pub mod pipeline;
     pub mod restart;

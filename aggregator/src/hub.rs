@@ -130,3 +130,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;

@@ -102,9 +102,14 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     parse_duration_ms(s).map_err(|_| format!("cannot parse {s:?} to a valid duration"))
 }
 
-/// Milliseconds to the float seconds the JSON API prints.
-pub fn ms_to_secs(ms: i64) -> f64 {
-    ms as f64 / 1000.0
+/// Milliseconds to the seconds the JSON API prints: an integer for whole
+/// seconds, else a number with the milliseconds as fraction (as Prometheus).
+pub fn ms_to_secs(ms: i64) -> serde_json::Value {
+    if ms % 1000 == 0 {
+        serde_json::Value::from(ms / 1000)
+    } else {
+        serde_json::Value::from(ms as f64 / 1000.0)
+    }
 }
 
 #[cfg(test)]

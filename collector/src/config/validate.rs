@@ -1,0 +1,146 @@
+//! Semantic checks of a parsed [`CollectorConfig`].
+
+use std::collections::{BTreeMap, HashSet};
+
+use fleetwatch_model::is_valid_label_name;
+
+use super::{CollectorConfig, RemoteWriteConfig, ScrapeConfig};
+use crate::targets::check_address;
+use crate::CollectorError;
+
+pub(super) fn validate(cfg: &CollectorConfig) -> Result<(), CollectorError> {
+    let g = &cfg.global;
+    if g.scrape_interval.0.is_zero() {
+        return Err(CollectorError::invalid("global.scrape_interval", "must be greater than 0"));
+    }
+    if g.scrape_timeout.0.is_zero() {
+        return Err(CollectorError::invalid("global.scrape_timeout", "must be greater than 0"));
+    }
+    if g.scrape_timeout > g.scrape_interval {
+        return Err(CollectorError::invalid(
+            "global.scrape_timeout",
+            format!(
+                "scrape_timeout {} is greater than scrape_interval {}",
+                g.scrape_timeout, g.scrape_interval
+            ),
+        ));
+    }
+    check_labels("global.external_labels", &g.external_labels)?;
+
+    let mut jobs = HashSet::new();
+    for (i, sc) in cfg.scrape_configs.iter().enumerate() {
+        let at = format!("scrape_configs[{i}]");
+        validate_scrape_config(cfg, sc, &at)?;
+        if !jobs.insert(sc.job_name.as_str()) {
+            return Err(CollectorError::invalid(
+                format!("{at}.job_name"),
+                format!("job name {:?} is used by more than one scrape config", sc.job_name),
+            ));
+        }
+    }
+    for (i, rw) in cfg.remote_write.iter().enumerate() {
+        validate_remote_write(rw, &format!("remote_write[{i}]"))?;
+    }
+    Ok(())
+}
+
+fn validate_scrape_config(cfg: &CollectorConfig, sc: &ScrapeConfig, at: &str) -> Result<(), CollectorError> {
+    if sc.job_name.trim().is_empty() {
+        return Err(CollectorError::invalid(format!("{at}.job_name"), "must not be empty"));
+    }
+    let interval = sc.effective_interval(&cfg.global);
+    let timeout = sc.effective_timeout(&cfg.global);
+    if interval.0.is_zero() {
+        return Err(CollectorError::invalid(format!("{at}.scrape_interval"), "must be greater than 0"));
+    }
+    if timeout.0.is_zero() {
+        return Err(CollectorError::invalid(format!("{at}.scrape_timeout"), "must be greater than 0"));
+    }
+    if timeout > interval {
+        return Err(CollectorError::invalid(
+            format!("{at}.scrape_timeout"),
+            format!(
+                "scrape_timeout {timeout} is greater than scrape_interval {interval} for job {:?}",
+                sc.job_name
+            ),
+        ));
+    }
+    if !sc.metrics_path.starts_with('/') {
+        return Err(CollectorError::invalid(
+            format!("{at}.metrics_path"),
+            format!("{:?} must start with '/'", sc.metrics_path),
+        ));
+    }
+    if sc.metrics_path.contains(['?', '#']) {
+        return Err(CollectorError::invalid(
+            format!("{at}.metrics_path"),
+            format!("{:?} must not contain '?' or '#'; use params for the query", sc.metrics_path),
+        ));
+    }
+    if let Some(name) = sc.params.keys().find(|k| k.is_empty()) {
+        return Err(CollectorError::invalid(
+            format!("{at}.params"),
+            format!("parameter name {name:?} must not be empty"),
+        ));
+    }
+    for (j, st) in sc.static_configs.iter().enumerate() {
+        let sat = format!("{at}.static_configs[{j}]");
+        for (k, t) in st.targets.iter().enumerate() {
+            check_address(t).map_err(|reason| CollectorError::invalid(format!("{sat}.targets[{k}]"), reason))?;
+        }
+        check_labels(&format!("{sat}.labels"), &st.labels)?;
+    }
+    Ok(())
+}
+
+fn validate_remote_write(rw: &RemoteWriteConfig, at: &str) -> Result<(), CollectorError> {
+    let url = reqwest::Url::parse(&rw.url)
+        .map_err(|e| CollectorError::invalid(format!("{at}.url"), format!("{:?} is not a valid URL: {e}", rw.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(CollectorError::invalid(
+            format!("{at}.url"),
+            format!("{:?} must use http or https", rw.url),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(CollectorError::invalid(format!("{at}.url"), format!("{:?} has no host", rw.url)));
+    }
+    if rw.remote_timeout.0.is_zero() {
+        return Err(CollectorError::invalid(format!("{at}.remote_timeout"), "must be greater than 0"));
+    }
+    let q = &rw.queue_config;
+    if q.capacity == 0 {
+        return Err(CollectorError::invalid(format!("{at}.queue_config.capacity"), "must be greater than 0"));
+    }
+    if q.max_samples_per_send == 0 {
+        return Err(CollectorError::invalid(
+            format!("{at}.queue_config.max_samples_per_send"),
+            "must be greater than 0",
+        ));
+    }
+    if q.batch_send_deadline.0.is_zero() {
+        return Err(CollectorError::invalid(
+            format!("{at}.queue_config.batch_send_deadline"),
+            "must be greater than 0",
+        ));
+    }
+    if q.min_backoff > q.max_backoff {
+        return Err(CollectorError::invalid(
+            format!("{at}.queue_config.min_backoff"),
+            format!("min_backoff {} is greater than max_backoff {}", q.min_backoff, q.max_backoff),
+        ));
+    }
+    Ok(())
+}
+
+fn check_labels(at: &str, labels: &BTreeMap<String, String>) -> Result<(), CollectorError> {
+    for name in labels.keys() {
+        if !is_valid_label_name(name) {
+            return Err(CollectorError::invalid(
+                at,
+                format!("invalid label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Aggregation operators: `sum`, `avg`, `min`, `max`, `count`, `group`,
+//! `stddev`, `stdvar`, `quantile`, `topk`, `bottomk`, `count_values`,
+//! `limitk` and `limit_ratio`, with `by`/`without` grouping.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use fleetwatch_model::{exposition::format_value, is_valid_label_name, Labels};
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX, T_MIN,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use crate::error::{QueryError, Result};
+use crate::eval::Evaluator;
+use crate::stats;
+use crate::value::{VSample, Value};
+
+/// The labels identifying the group `labels` belongs to.
+fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::empty(),
+        Some(LabelModifier::Include(ls)) => labels.keep_only(&ls.labels),
+        Some(LabelModifier::Exclude(ls)) => labels.drop_names(&ls.labels).without_metric_name(),
+    }
+}
+
+/// Splits `input` into groups in order of first appearance.
+fn group(input: Vec<VSample>, modifier: &Option<LabelModifier>) -> Vec<(Labels, Vec<VSample>)> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<VSample>)> = Vec::new();
+    for s in input {
+        let key = group_key(&s.labels, modifier);
+        match index.get(&key) {
+            Some(&i) => {
+                if let Some(g) = groups.get_mut(i) {
+                    g.1.push(s);
+                }
+            }
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, vec![s]));
+            }
+        }
+    }
+    groups
+}
+
+/// Evaluates an aggregation at `t`.
+pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
+    let op = a.op.id();
+    let param = a.param.as_deref();
+    // Parameters are evaluated first, as Prometheus does.
+    let scalar_param = match (op, param) {
+        (T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO, Some(p)) => {
+            Some(ev.eval_scalar(p, t)?)
+        }
+        _ => None,
+    };
+    let string_param = match (op, param) {
+        (T_COUNT_VALUES, Some(p)) => Some(ev.eval_string(p, t)?),
+        _ => None,
+    };
+    let input = ev.eval_vector(&a.expr, t)?;
+    let groups = group(input, &a.modifier);
+    let mk = |labels: Labels, value: f64| VSample { labels, value, ts: t };
+    let mut out = Vec::new();
+    match op {
+        T_SUM => out.extend(groups.into_iter().map(|(k, g)| mk(k, stats::kahan_sum(g.iter().map(|s| s.value))))),
+        T_AVG => out.extend(groups.into_iter().map(|(k, g)| mk(k, stats::kahan_mean(g.iter().map(|s| s.value))))),
+        T_COUNT => out.extend(groups.into_iter().map(|(k, g)| mk(k, g.len() as f64))),
+        T_GROUP => out.extend(groups.into_iter().map(|(k, _)| mk(k, 1.0))),
+        T_MIN | T_MAX => out.extend(groups.into_iter().map(|(k, g)| {
+            let v = g.iter().map(|s| s.value).fold(f64::NAN, |acc, v| {
+                let better = if op == T_MIN { acc > v } else { acc < v };
+                if better || acc.is_nan() {
+                    v
+                } else {
+                    acc
+                }
+            });
+            mk(k, v)
+        })),
+        T_STDDEV | T_STDVAR => out.extend(groups.into_iter().map(|(k, g)| {
+            let var = welford(g.iter().map(|s| s.value));
+            mk(k, if op == T_STDDEV { var.sqrt() } else { var })
+        })),
+        T_QUANTILE => {
+            let q = scalar_param.unwrap_or(f64::NAN);
+            out.extend(
+                groups
+                    .into_iter()
+                    .map(|(k, g)| mk(k, stats::quantile(q, g.iter().map(|s| s.value).collect()))),
+            );
+        }
+        T_TOPK | T_BOTTOMK | T_LIMITK => {
+            let k = int_param(scalar_param)?;
+            if k >= 1 {
+                for (_, mut g) in groups {
+                    if op != T_LIMITK {
+                        g.sort_by(|a, b| rank_order(a.value, b.value, op == T_TOPK));
+                    }
+                    g.truncate(usize::try_from(k).unwrap_or(usize::MAX));
+                    out.extend(g.into_iter().map(|s| VSample { ts: t, ..s }));
+                }
+            }
+        }
+        T_LIMIT_RATIO => {
+            let r = scalar_param.unwrap_or(f64::NAN);
+            if r.is_nan() {
+                return Err(QueryError::exec("Ratio value is NaN"));
+            }
+            let r = r.clamp(-1.0, 1.0);
+            for (_, g) in groups {
+                out.extend(g.into_iter().filter(|s| ratio_keep(&s.labels, r)).map(|s| VSample { ts: t, ..s }));
+            }
+        }
+        T_COUNT_VALUES => {
+            let name = string_param.unwrap_or_default();
+            if !is_valid_label_name(&name) {
+                return Err(QueryError::exec(format!("invalid label name {name:?}")));
+            }
+            for (k, g) in groups {
+                let mut counts: Vec<(String, usize)> = Vec::new();
+                for s in g {
+                    let v = format_value(s.value);
+                    match counts.iter_mut().find(|(x, _)| *x == v) {
+                        Some((_, c)) => *c += 1,
+                        None => counts.push((v, 1)),
+                    }
+                }
+                for (v, c) in counts {
+                    let mut labels = k.clone();
+                    labels.set(&name, &v);
+                    out.push(mk(labels, c as f64));
+                }
+            }
+        }
+        _ => {
+            return Err(QueryError::exec(format!(
+                "unsupported aggregation operator {}",
+                a.op
+            )))
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+/// Population variance as Prometheus's `stddev`/`stdvar` aggregation
+/// computes it (Welford's algorithm).
+fn welford(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+    for v in values {
+        n += 1.0;
+        if n == 1.0 {
+            mean = v;
+            continue;
+        }
+        let delta = v - mean;
+        mean += delta / n;
+        m2 += delta * (v - mean);
+    }
+    if n == 0.0 {
+        f64::NAN
+    } else {
+        m2 / n
+    }
+}
+
+/// Order for `topk` (descending) and `bottomk` (ascending); NaN always last.
+fn rank_order(a: f64, b: f64, desc: bool) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => {
+            let o = a.partial_cmp(&b).unwrap_or(Ordering::Equal);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        }
+    }
+}
+
+/// The `k` of `topk`/`bottomk`/`limitk` as an integer.
+fn int_param(p: Option<f64>) -> Result<i64> {
+    let p = p.unwrap_or(f64::NAN);
+    if p.is_nan() {
+        return Err(QueryError::exec("Parameter value is NaN"));
+    }
+    if p >= 9.223_372_036_854_776e18 {
+        return Err(QueryError::exec(format!(
+            "Scalar value {} overflows int64",
+            format_value(p)
+        )));
+    }
+    if p <= -9.223_372_036_854_776e18 {
+        return Ok(i64::MIN);
+    }
+    Ok(p as i64)
+}
+
+/// Whether `limit_ratio(r, ...)` keeps a series: its label hash mapped to
+/// `[0, 1)` is below `r` (or, for negative `r`, at or above `1 + r`).
+fn ratio_keep(labels: &Labels, r: f64) -> bool {
+    let offset = crate::hash::prometheus_hash(labels) as f64 / u64::MAX as f64;
+    if r >= 0.0 {
+        offset < r
+    } else {
+        offset >= 1.0 + r
+    }
+}

@@ -1,0 +1,189 @@
+//! The evaluator: walks a parsed expression at one evaluation time over
+//! data preloaded once per query.
+
+mod preload;
+mod selector;
+mod subquery;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use fleetwatch_storage::{Queryable, SeriesData};
+use promql_parser::parser::{AtModifier, Expr, Offset};
+
+use crate::error::{QueryError, Result};
+use crate::value::{MSeries, VSample, Value};
+
+pub(crate) use preload::selector_matchers;
+
+/// The default subquery step when none is given (Prometheus's default
+/// global evaluation interval).
+pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// Evaluation settings shared by all steps of one query.
+pub(crate) struct EvalSettings {
+    /// How far back an instant selector looks for a sample, ms.
+    pub lookback_ms: i64,
+    /// The query's first evaluation time (for `@ start()`), ms.
+    pub query_start: i64,
+    /// The query's last evaluation time (for `@ end()`), ms.
+    pub query_end: i64,
+    /// When the query must have finished.
+    pub deadline: Instant,
+    /// Maximum number of samples loaded from storage.
+    pub max_samples: usize,
+}
+
+/// A range-vector argument with the window it was selected over.
+pub(crate) struct RangeArg {
+    /// The series with their samples inside the window.
+    pub series: Vec<MSeries>,
+    /// Window start (exclusive), ms.
+    pub range_start: i64,
+    /// Window end (inclusive), ms.
+    pub range_end: i64,
+}
+
+/// Evaluates expressions over data preloaded for one query.
+pub(crate) struct Evaluator {
+    settings: EvalSettings,
+    data: HashMap<usize, Vec<SeriesData>>,
+}
+
+impl Evaluator {
+    /// Selects from `q`, once, all data `expr` needs when evaluated at
+    /// every time in `[settings.query_start, settings.query_end]`.
+    pub fn new(q: &dyn Queryable, expr: &Expr, settings: EvalSettings) -> Result<Self> {
+        let data = preload::load(q, expr, &settings)?;
+        Ok(Self { settings, data })
+    }
+
+    /// Returns the timeout error once the deadline has passed.
+    pub fn check_deadline(&self) -> Result<()> {
+        if Instant::now() > self.settings.deadline {
+            return Err(QueryError::Timeout {
+                stage: "query execution",
+            });
+        }
+        Ok(())
+    }
+
+    /// Evaluates `expr` at time `t` (ms).
+    pub fn eval(&self, expr: &Expr, t: i64) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter()
+                        .map(|s| VSample {
+                            labels: s.labels.without_metric_name(),
+                            value: -s.value,
+                            ts: s.ts,
+                        })
+                        .collect(),
+                )),
+                other => Err(QueryError::exec(format!(
+                    "unary expression only allowed on expressions of type scalar or vector, got {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.select_instant(vs, t))),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                Ok(Value::Matrix(self.eval_range_arg(expr, t)?.series))
+            }
+            Expr::Aggregate(a) => crate::aggregate::eval(self, a, t),
+            Expr::Binary(b) => crate::binary::eval(self, b, t),
+            Expr::Call(c) => crate::functions::call(self, c, t),
+            Expr::Extension(e) => Err(QueryError::exec(format!(
+                "unsupported expression extension {}",
+                e.expr.name()
+            ))),
+        }
+    }
+
+    /// Evaluates a range-vector expression (a matrix selector or a
+    /// subquery, possibly in parentheses) at `t`.
+    pub fn eval_range_arg(&self, expr: &Expr, t: i64) -> Result<RangeArg> {
+        match expr {
+            Expr::Paren(p) => self.eval_range_arg(&p.expr, t),
+            Expr::MatrixSelector(ms) => Ok(self.select_range(ms, t)),
+            Expr::Subquery(sq) => self.eval_subquery(sq, t),
+            other => Err(QueryError::exec(format!(
+                "expected a range vector, got {}",
+                other.value_type()
+            ))),
+        }
+    }
+
+    /// Evaluates `expr` and requires an instant vector.
+    pub fn eval_vector(&self, expr: &Expr, t: i64) -> Result<Vec<VSample>> {
+        match self.eval(expr, t)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(QueryError::exec(format!(
+                "expected an instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates `expr` and requires a scalar.
+    pub fn eval_scalar(&self, expr: &Expr, t: i64) -> Result<f64> {
+        match self.eval(expr, t)? {
+            Value::Scalar(v) => Ok(v),
+            other => Err(QueryError::exec(format!(
+                "expected a scalar, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// Evaluates `expr` and requires a string.
+    pub fn eval_string(&self, expr: &Expr, t: i64) -> Result<String> {
+        match self.eval(expr, t)? {
+            Value::String(v) => Ok(v),
+            other => Err(QueryError::exec(format!(
+                "expected a string, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    /// The time a selector or subquery with `at` and `offset` reads at,
+    /// when evaluated at `t`.
+    pub fn effective_time(&self, t: i64, at: &Option<AtModifier>, offset: &Option<Offset>) -> i64 {
+        let base = match at {
+            None => t,
+            Some(a) => at_ms(a, self.settings.query_start, self.settings.query_end),
+        };
+        base - offset_ms(offset)
+    }
+}
+
+/// A `std::time::Duration` in milliseconds, saturating.
+pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An offset in milliseconds (negative offsets look ahead).
+pub(crate) fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+/// The absolute time of an `@` modifier, ms.
+pub(crate) fn at_ms(at: &AtModifier, start: i64, end: i64) -> i64 {
+    match at {
+        AtModifier::Start => start,
+        AtModifier::End => end,
+        AtModifier::At(st) => match st.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => duration_ms(&d),
+            Err(e) => -duration_ms(&e.duration()),
+        },
+    }
+}

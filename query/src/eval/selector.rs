@@ -1,0 +1,70 @@
+//! Slicing preloaded series for instant and range selectors.
+
+use fleetwatch_model::is_stale_nan;
+use promql_parser::parser::{MatrixSelector, VectorSelector};
+
+use super::preload::selector_key;
+use super::{duration_ms, Evaluator, RangeArg};
+use crate::value::{MSeries, VSample};
+
+impl Evaluator {
+    /// The instant vector a selector yields at `t`: per series the latest
+    /// sample in `(t' - lookback, t']` (`t'` after `@` and `offset`),
+    /// unless that sample is a staleness marker.
+    pub(crate) fn select_instant(&self, vs: &VectorSelector, t: i64) -> Vec<VSample> {
+        let te = self.effective_time(t, &vs.at, &vs.offset);
+        let lo = te - self.settings.lookback_ms;
+        let Some(data) = self.data.get(&selector_key(vs)) else {
+            return Vec::new();
+        };
+        data.iter()
+            .filter_map(|sd| {
+                let idx = sd.samples.partition_point(|s| s.timestamp_ms <= te);
+                let s = sd.samples.get(idx.checked_sub(1)?)?;
+                if s.timestamp_ms <= lo || is_stale_nan(s.value) {
+                    return None;
+                }
+                Some(VSample {
+                    labels: sd.labels.clone(),
+                    value: s.value,
+                    ts: s.timestamp_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// The range vector a matrix selector yields at `t`: the samples in
+    /// `(t' - range, t']`, staleness markers dropped, empty series omitted.
+    pub(crate) fn select_range(&self, ms: &MatrixSelector, t: i64) -> RangeArg {
+        let te = self.effective_time(t, &ms.vs.at, &ms.vs.offset);
+        let lo = te - duration_ms(&ms.range);
+        let series = self
+            .data
+            .get(&selector_key(&ms.vs))
+            .map(|data| {
+                data.iter()
+                    .filter_map(|sd| {
+                        let a = sd.samples.partition_point(|s| s.timestamp_ms <= lo);
+                        let b = sd.samples.partition_point(|s| s.timestamp_ms <= te);
+                        let samples: Vec<_> = sd
+                            .samples
+                            .get(a..b)?
+                            .iter()
+                            .filter(|s| !is_stale_nan(s.value))
+                            .copied()
+                            .collect();
+                        (!samples.is_empty()).then(|| MSeries {
+                            labels: sd.labels.clone(),
+                            samples,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RangeArg {
+            series,
+            range_start: lo,
+            range_end: te,
+        }
+    }
+}
