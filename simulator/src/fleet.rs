@@ -71,11 +71,41 @@ pub(crate) struct InstanceType {
 }
 
 const INSTANCE_TYPES: [InstanceType; 5] = [
-    InstanceType { name: "u1.small", vcpus: 1, memory_gib: 2, flavor: "small", weight: 20 },
-    InstanceType { name: "u1.medium", vcpus: 1, memory_gib: 4, flavor: "medium", weight: 35 },
-    InstanceType { name: "u1.large", vcpus: 2, memory_gib: 8, flavor: "large", weight: 25 },
-    InstanceType { name: "u1.xlarge", vcpus: 4, memory_gib: 16, flavor: "large", weight: 15 },
-    InstanceType { name: "cx1.2xlarge", vcpus: 8, memory_gib: 16, flavor: "large", weight: 5 },
+    InstanceType {
+        name: "u1.small",
+        vcpus: 1,
+        memory_gib: 2,
+        flavor: "small",
+        weight: 20,
+    },
+    InstanceType {
+        name: "u1.medium",
+        vcpus: 1,
+        memory_gib: 4,
+        flavor: "medium",
+        weight: 35,
+    },
+    InstanceType {
+        name: "u1.large",
+        vcpus: 2,
+        memory_gib: 8,
+        flavor: "large",
+        weight: 25,
+    },
+    InstanceType {
+        name: "u1.xlarge",
+        vcpus: 4,
+        memory_gib: 16,
+        flavor: "large",
+        weight: 15,
+    },
+    InstanceType {
+        name: "cx1.2xlarge",
+        vcpus: 8,
+        memory_gib: 16,
+        flavor: "large",
+        weight: 5,
+    },
 ];
 
 /// A guest operating system as the guest agent reports it.
@@ -140,14 +170,21 @@ const GUESTS: [Guest; 5] = [
     },
 ];
 
-const NAMESPACES: [(&str, u32); 4] = [("tenant-a", 35), ("tenant-b", 30), ("tenant-c", 20), ("infra", 15)];
+const NAMESPACES: [(&str, u32); 4] = [
+    ("tenant-a", 35),
+    ("tenant-b", 30),
+    ("tenant-c", 20),
+    ("infra", 15),
+];
 
 /// Values of the VMI label `app`, exported by KubeVirt as
 /// `kubernetes_vmi_label_app` (the cardinality risk the spec mentions).
 const APPS: [&str; 4] = ["web", "db", "cache", "batch"];
 
 /// Node CPU modes, as node-exporter names them (sorted).
-pub(crate) const CPU_MODES: [&str; 8] = ["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"];
+pub(crate) const CPU_MODES: [&str; 8] = [
+    "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
+];
 
 /// A smooth bounded wander: `center + amp * sin(2π t / period + phase)`.
 #[derive(Debug, Clone)]
@@ -304,7 +341,10 @@ impl Vm {
 
     /// Re-renders the label blocks (after a migration moved the VM).
     pub fn relabel(&mut self, nodes: &[Node]) {
-        let node = nodes.get(self.node).map(|n| n.name.clone()).unwrap_or_default();
+        let node = nodes
+            .get(self.node)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
         let base = vec![
             ("name", self.name.clone()),
             ("namespace", self.namespace.to_string()),
@@ -417,7 +457,13 @@ impl Fleet {
     /// nodes and hot VMs; the scenarios only decide how many VMs run hot
     /// (a prefix of the same seeded order, so memory pressure heats a
     /// superset of the normally hot VMs).
-    pub fn generate(cluster: &str, vms: usize, nodes: Option<usize>, seed: u64, effects: &Effects) -> Self {
+    pub fn generate(
+        cluster: &str,
+        vms: usize,
+        nodes: Option<usize>,
+        seed: u64,
+        effects: &Effects,
+    ) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let node_count = nodes.unwrap_or(vms.div_ceil(10)).max(1);
         let node_width = digits(node_count).max(2);
@@ -441,7 +487,9 @@ impl Fleet {
             let (vcpus, memory) = fleet_vms
                 .iter()
                 .filter(|vm| vm.node == n)
-                .fold((0usize, 0u64), |(c, m), vm| (c + vm.vcpus.len(), m + vm.domain_bytes));
+                .fold((0usize, 0u64), |(c, m), vm| {
+                    (c + vm.vcpus.len(), m + vm.domain_bytes)
+                });
             // Two vCPUs per core, memory with 25% headroom, in common sizes.
             let cpus = [16, 32, 48, 64, 96, 128]
                 .into_iter()
@@ -537,7 +585,12 @@ fn generate_vm(rng: &mut StdRng, i: usize, width: usize, node_count: usize, hot:
 
     // The same number of draws whether or not the VM is hot, so hotness
     // never shifts the other VMs' values.
-    let (u_center, u_amp, u_period, u_phase) = (rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>(), rng.random::<f64>());
+    let (u_center, u_amp, u_period, u_phase) = (
+        rng.random::<f64>(),
+        rng.random::<f64>(),
+        rng.random::<f64>(),
+        rng.random::<f64>(),
+    );
     let (mem, mem_bounds) = if hot {
         (
             Wander {

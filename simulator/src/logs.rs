@@ -65,7 +65,10 @@ impl LogQueue {
         if self.pending.len() >= self.cap {
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
-                tracing::debug!(dropped = self.dropped, "simulator log queue full, dropping lines");
+                tracing::debug!(
+                    dropped = self.dropped,
+                    "simulator log queue full, dropping lines"
+                );
             }
             return;
         }
@@ -118,14 +121,20 @@ pub(crate) fn pod_log_path(vm: &Vm) -> String {
 pub(crate) fn write_lines(dir: &Path, lines: &[LogLine]) -> std::io::Result<()> {
     let mut by_file: BTreeMap<&str, String> = BTreeMap::new();
     for l in lines {
-        by_file.entry(l.path.as_str()).or_default().push_str(&l.text);
+        by_file
+            .entry(l.path.as_str())
+            .or_default()
+            .push_str(&l.text);
     }
     for (rel, text) in by_file {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         f.write_all(text.as_bytes())?;
     }
     Ok(())
@@ -195,7 +204,10 @@ mod tests {
         // 2024-02-29T12:34:56.789Z
         let ms: i128 = 1_709_210_096_789;
         assert_eq!(rfc3339(ms * 1_000_000, 9), "2024-02-29T12:34:56.789000000Z");
-        assert_eq!(rfc3339(ms * 1_000_000 + 1234, 6), "2024-02-29T12:34:56.789001Z");
+        assert_eq!(
+            rfc3339(ms * 1_000_000 + 1234, 6),
+            "2024-02-29T12:34:56.789001Z"
+        );
         assert_eq!(rfc3339(-1_000_000_000, 0), "1969-12-31T23:59:59Z");
     }
 

@@ -128,7 +128,10 @@ mod tests {
         for sc in Scenario::ALL {
             assert_eq!(sc.to_string().parse::<Scenario>(), Ok(sc));
         }
-        assert_eq!("Memory_Pressure".parse::<Scenario>(), Ok(Scenario::MemoryPressure));
+        assert_eq!(
+            "Memory_Pressure".parse::<Scenario>(),
+            Ok(Scenario::MemoryPressure)
+        );
         assert!(matches!(
             "meltdown".parse::<Scenario>(),
             Err(Error::UnknownScenario { input }) if input == "meltdown"
@@ -142,7 +145,8 @@ mod tests {
         assert_eq!(normal.hot_count(20), 1);
         assert_eq!(normal.hot_count(0), 0);
         assert_eq!(normal.hot_count(3), 1);
-        let both = Effects::from_scenarios(&[Scenario::MemoryPressure, Scenario::MigrationFailures]);
+        let both =
+            Effects::from_scenarios(&[Scenario::MemoryPressure, Scenario::MigrationFailures]);
         assert_eq!(both.hot_count(100), 30);
         assert!(both.migration_rate > normal.migration_rate * 10.0);
         assert!(both.migration_failure > normal.migration_failure * 5.0);

@@ -29,7 +29,8 @@ impl PromDuration {
 
     /// Parses Prometheus duration syntax.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let ms = fleetwatch_model::duration::parse_duration_ms(s.trim()).map_err(|e| e.to_string())?;
+        let ms =
+            fleetwatch_model::duration::parse_duration_ms(s.trim()).map_err(|e| e.to_string())?;
         let ms = u64::try_from(ms).map_err(|_| format!("negative duration {s:?}"))?;
         Ok(Self::from_millis(ms))
     }
@@ -79,13 +80,28 @@ mod tests {
 
     #[test]
     fn parses_prometheus_syntax() {
-        assert_eq!(PromDuration::parse("15s").unwrap().0, Duration::from_secs(15));
-        assert_eq!(PromDuration::parse("1m").unwrap().0, Duration::from_secs(60));
-        assert_eq!(PromDuration::parse("1h30m").unwrap().0, Duration::from_secs(5400));
-        assert_eq!(PromDuration::parse("500ms").unwrap().0, Duration::from_millis(500));
+        assert_eq!(
+            PromDuration::parse("15s").unwrap().0,
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            PromDuration::parse("1m").unwrap().0,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            PromDuration::parse("1h30m").unwrap().0,
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            PromDuration::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
         assert_eq!(PromDuration::parse("0").unwrap().0, Duration::ZERO);
         for bad in ["", "15", "1.5s", "1x", "30m1h", "-1s", "s"] {
-            assert!(PromDuration::parse(bad).is_err(), "{bad:?} should not parse");
+            assert!(
+                PromDuration::parse(bad).is_err(),
+                "{bad:?} should not parse"
+            );
         }
         assert_eq!(PromDuration::from_secs(5400).to_string(), "1h30m");
     }

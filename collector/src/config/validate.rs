@@ -11,10 +11,16 @@ use crate::CollectorError;
 pub(super) fn validate(cfg: &CollectorConfig) -> Result<(), CollectorError> {
     let g = &cfg.global;
     if g.scrape_interval.0.is_zero() {
-        return Err(CollectorError::invalid("global.scrape_interval", "must be greater than 0"));
+        return Err(CollectorError::invalid(
+            "global.scrape_interval",
+            "must be greater than 0",
+        ));
     }
     if g.scrape_timeout.0.is_zero() {
-        return Err(CollectorError::invalid("global.scrape_timeout", "must be greater than 0"));
+        return Err(CollectorError::invalid(
+            "global.scrape_timeout",
+            "must be greater than 0",
+        ));
     }
     if g.scrape_timeout > g.scrape_interval {
         return Err(CollectorError::invalid(
@@ -34,7 +40,10 @@ pub(super) fn validate(cfg: &CollectorConfig) -> Result<(), CollectorError> {
         if !jobs.insert(sc.job_name.as_str()) {
             return Err(CollectorError::invalid(
                 format!("{at}.job_name"),
-                format!("job name {:?} is used by more than one scrape config", sc.job_name),
+                format!(
+                    "job name {:?} is used by more than one scrape config",
+                    sc.job_name
+                ),
             ));
         }
     }
@@ -44,17 +53,30 @@ pub(super) fn validate(cfg: &CollectorConfig) -> Result<(), CollectorError> {
     Ok(())
 }
 
-fn validate_scrape_config(cfg: &CollectorConfig, sc: &ScrapeConfig, at: &str) -> Result<(), CollectorError> {
+fn validate_scrape_config(
+    cfg: &CollectorConfig,
+    sc: &ScrapeConfig,
+    at: &str,
+) -> Result<(), CollectorError> {
     if sc.job_name.trim().is_empty() {
-        return Err(CollectorError::invalid(format!("{at}.job_name"), "must not be empty"));
+        return Err(CollectorError::invalid(
+            format!("{at}.job_name"),
+            "must not be empty",
+        ));
     }
     let interval = sc.effective_interval(&cfg.global);
     let timeout = sc.effective_timeout(&cfg.global);
     if interval.0.is_zero() {
-        return Err(CollectorError::invalid(format!("{at}.scrape_interval"), "must be greater than 0"));
+        return Err(CollectorError::invalid(
+            format!("{at}.scrape_interval"),
+            "must be greater than 0",
+        ));
     }
     if timeout.0.is_zero() {
-        return Err(CollectorError::invalid(format!("{at}.scrape_timeout"), "must be greater than 0"));
+        return Err(CollectorError::invalid(
+            format!("{at}.scrape_timeout"),
+            "must be greater than 0",
+        ));
     }
     if timeout > interval {
         return Err(CollectorError::invalid(
@@ -74,7 +96,10 @@ fn validate_scrape_config(cfg: &CollectorConfig, sc: &ScrapeConfig, at: &str) ->
     if sc.metrics_path.contains(['?', '#']) {
         return Err(CollectorError::invalid(
             format!("{at}.metrics_path"),
-            format!("{:?} must not contain '?' or '#'; use params for the query", sc.metrics_path),
+            format!(
+                "{:?} must not contain '?' or '#'; use params for the query",
+                sc.metrics_path
+            ),
         ));
     }
     if let Some(name) = sc.params.keys().find(|k| k.is_empty()) {
@@ -86,7 +111,8 @@ fn validate_scrape_config(cfg: &CollectorConfig, sc: &ScrapeConfig, at: &str) ->
     for (j, st) in sc.static_configs.iter().enumerate() {
         let sat = format!("{at}.static_configs[{j}]");
         for (k, t) in st.targets.iter().enumerate() {
-            check_address(t).map_err(|reason| CollectorError::invalid(format!("{sat}.targets[{k}]"), reason))?;
+            check_address(t)
+                .map_err(|reason| CollectorError::invalid(format!("{sat}.targets[{k}]"), reason))?;
         }
         check_labels(&format!("{sat}.labels"), &st.labels)?;
     }
@@ -94,8 +120,12 @@ fn validate_scrape_config(cfg: &CollectorConfig, sc: &ScrapeConfig, at: &str) ->
 }
 
 fn validate_remote_write(rw: &RemoteWriteConfig, at: &str) -> Result<(), CollectorError> {
-    let url = reqwest::Url::parse(&rw.url)
-        .map_err(|e| CollectorError::invalid(format!("{at}.url"), format!("{:?} is not a valid URL: {e}", rw.url)))?;
+    let url = reqwest::Url::parse(&rw.url).map_err(|e| {
+        CollectorError::invalid(
+            format!("{at}.url"),
+            format!("{:?} is not a valid URL: {e}", rw.url),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(CollectorError::invalid(
             format!("{at}.url"),
@@ -103,14 +133,23 @@ fn validate_remote_write(rw: &RemoteWriteConfig, at: &str) -> Result<(), Collect
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(CollectorError::invalid(format!("{at}.url"), format!("{:?} has no host", rw.url)));
+        return Err(CollectorError::invalid(
+            format!("{at}.url"),
+            format!("{:?} has no host", rw.url),
+        ));
     }
     if rw.remote_timeout.0.is_zero() {
-        return Err(CollectorError::invalid(format!("{at}.remote_timeout"), "must be greater than 0"));
+        return Err(CollectorError::invalid(
+            format!("{at}.remote_timeout"),
+            "must be greater than 0",
+        ));
     }
     let q = &rw.queue_config;
     if q.capacity == 0 {
-        return Err(CollectorError::invalid(format!("{at}.queue_config.capacity"), "must be greater than 0"));
+        return Err(CollectorError::invalid(
+            format!("{at}.queue_config.capacity"),
+            "must be greater than 0",
+        ));
     }
     if q.max_samples_per_send == 0 {
         return Err(CollectorError::invalid(
@@ -127,7 +166,10 @@ fn validate_remote_write(rw: &RemoteWriteConfig, at: &str) -> Result<(), Collect
     if q.min_backoff > q.max_backoff {
         return Err(CollectorError::invalid(
             format!("{at}.queue_config.min_backoff"),
-            format!("min_backoff {} is greater than max_backoff {}", q.min_backoff, q.max_backoff),
+            format!(
+                "min_backoff {} is greater than max_backoff {}",
+                q.min_backoff, q.max_backoff
+            ),
         ));
     }
     Ok(())

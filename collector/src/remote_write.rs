@@ -1,0 +1,303 @@
+//! Shipping queued samples to one remote-write 1.0 endpoint: batching,
+//! encoding, retrying.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fleetwatch_model::remote_write::{
+    encode_write_request, SeriesSamples, CONTENT_TYPE_V1, VERSION_V1,
+};
+use fleetwatch_model::Labels;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{QueueConfig, RemoteWriteConfig};
+use crate::metrics::EndpointMetrics;
+use crate::queue::{QueuedSample, SampleQueue};
+
+/// The `User-Agent` of every request the collector makes.
+pub const USER_AGENT: &str = concat!("fleetwatch-collector/", env!("CARGO_PKG_VERSION"));
+
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How much of a rejecting response body is logged.
+const MAX_LOGGED_BODY: usize = 512;
+
+/// What finally happened to one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// The endpoint acknowledged it (2xx).
+    Sent,
+    /// The endpoint rejected it for good (a 4xx other than 429, or another
+    /// non-retryable status); the batch was dropped.
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+    },
+}
+
+/// Sends batches to one endpoint, retrying what can be retried.
+#[derive(Debug, Clone)]
+pub struct RemoteWriter {
+    url: reqwest::Url,
+    client: reqwest::Client,
+    timeout: Duration,
+    queue: QueueConfig,
+    metrics: Arc<EndpointMetrics>,
+}
+
+impl RemoteWriter {
+    /// A writer for `cfg` (validated; its URL must parse).
+    pub fn new(
+        cfg: &RemoteWriteConfig,
+        client: reqwest::Client,
+        metrics: Arc<EndpointMetrics>,
+    ) -> Result<Self, crate::CollectorError> {
+        let url = reqwest::Url::parse(&cfg.url).map_err(|e| {
+            crate::CollectorError::invalid("remote_write.url", format!("{:?}: {e}", cfg.url))
+        })?;
+        Ok(Self {
+            url,
+            client,
+            timeout: cfg.remote_timeout.as_duration(),
+            queue: cfg.queue_config.clone(),
+            metrics,
+        })
+    }
+
+    /// Sends one batch, retrying 5xx, 429 and network errors with capped
+    /// exponential backoff (honouring `Retry-After` on 429 and 503) for as
+    /// long as it takes. Updates the endpoint's counters, including
+    /// decrementing the pending gauge once the batch is done.
+    pub async fn send_batch(&self, batch: Vec<QueuedSample>) -> BatchOutcome {
+        let n = batch.len() as u64;
+        let body = Bytes::from(encode_write_request(&group_by_series(&batch)));
+        drop(batch);
+        let min = self.queue.min_backoff.as_duration();
+        let max = self.queue.max_backoff.as_duration();
+        let mut backoff = min;
+        let mut attempt: u32 = 0;
+        let outcome = loop {
+            attempt += 1;
+            let started = Instant::now();
+            let result = self
+                .client
+                .post(self.url.clone())
+                .header(reqwest::header::CONTENT_ENCODING, "snappy")
+                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_V1)
+                .header("X-Prometheus-Remote-Write-Version", VERSION_V1)
+                .timeout(self.timeout)
+                .body(body.clone())
+                .send()
+                .await;
+            let delay = match result {
+                Ok(resp) => {
+                    let status = resp.status();
+                    // Read the whole answer so the connection can be reused.
+                    let retry_after = retry_after(&resp);
+                    let text = resp.text().await.unwrap_or_default();
+                    self.metrics.observe_request(started.elapsed());
+                    if status.is_success() {
+                        break BatchOutcome::Sent;
+                    }
+                    let retryable = status.is_server_error()
+                        || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+                    if !retryable {
+                        tracing::error!(url = %self.url, status = status.as_u16(), samples = n, body = %truncate(&text, MAX_LOGGED_BODY), "remote write rejected batch; dropping it");
+                        break BatchOutcome::Rejected {
+                            status: status.as_u16(),
+                        };
+                    }
+                    let honours_retry_after = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+                    let delay = match retry_after {
+                        Some(d) if honours_retry_after => d,
+                        _ => backoff,
+                    };
+                    tracing::warn!(url = %self.url, status = status.as_u16(), samples = n, attempt, retry_in_ms = delay.as_millis() as u64, body = %truncate(&text, MAX_LOGGED_BODY), "remote write failed; retrying");
+                    delay
+                }
+                Err(e) => {
+                    self.metrics.observe_request(started.elapsed());
+                    tracing::warn!(url = %self.url, error = %error_chain(&e), samples = n, attempt, retry_in_ms = backoff.as_millis() as u64, "remote write failed; retrying");
+                    backoff
+                }
+            };
+            self.metrics.samples_retried.fetch_add(n, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            backoff = (backoff * 2).min(max).max(min);
+        };
+        match outcome {
+            BatchOutcome::Sent => {
+                self.metrics.samples_sent.fetch_add(n, Ordering::Relaxed);
+                self.metrics
+                    .last_send_success_ms
+                    .store(crate::scrape::unix_ms(SystemTime::now()), Ordering::Relaxed);
+                tracing::debug!(url = %self.url, samples = n, attempts = attempt, "remote write ok");
+            }
+            BatchOutcome::Rejected { status } if (400..500).contains(&status) => {
+                self.metrics
+                    .samples_failed_4xx
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+            BatchOutcome::Rejected { .. } => {
+                self.metrics
+                    .samples_failed_other
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.metrics
+            .samples_pending
+            .fetch_sub(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+        outcome
+    }
+}
+
+/// Takes batches from `queue` and sends them, one at a time (so the
+/// samples of a series stay in order), until `drain` turns true and the
+/// queue is empty.
+pub(crate) async fn run_sender<Q: SampleQueue>(
+    writer: RemoteWriter,
+    queue: Arc<Q>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let max = writer.queue.max_samples_per_send;
+    let deadline = writer.queue.batch_send_deadline.as_duration();
+    let mut draining = false;
+    loop {
+        draining = draining || *drain.borrow();
+        let batch = if draining {
+            let b = queue.try_pop(max);
+            if b.is_empty() {
+                return;
+            }
+            b
+        } else {
+            tokio::select! {
+                b = queue.pop_batch(max, deadline) => b,
+                changed = drain.changed() => {
+                    if changed.is_err() {
+                        draining = true;
+                    }
+                    continue;
+                }
+            }
+        };
+        if !batch.is_empty() {
+            writer.send_batch(batch).await;
+        }
+    }
+}
+
+/// Groups a batch by series, keeping each series' samples in queue order.
+pub fn group_by_series(batch: &[QueuedSample]) -> Vec<SeriesSamples> {
+    let mut index: HashMap<&Labels, usize> = HashMap::new();
+    let mut out: Vec<SeriesSamples> = Vec::new();
+    for s in batch {
+        match index.get(&*s.labels) {
+            Some(&i) => out[i].samples.push(s.sample),
+            None => {
+                index.insert(&s.labels, out.len());
+                out.push(SeriesSamples {
+                    labels: (*s.labels).clone(),
+                    samples: vec![s.sample],
+                });
+            }
+        }
+    }
+    out
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetwatch_model::Sample;
+
+    #[test]
+    fn groups_by_series_in_order() {
+        let a = Arc::new(Labels::from_pairs([("__name__", "a")]));
+        let b = Arc::new(Labels::from_pairs([("__name__", "b")]));
+        let q = |l: &Arc<Labels>, t: i64| QueuedSample {
+            labels: Arc::clone(l),
+            sample: Sample::new(t, t as f64),
+        };
+        let g = group_by_series(&[q(&a, 1), q(&b, 2), q(&a, 3), q(&b, 4), q(&a, 5)]);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].labels, *a);
+        assert_eq!(
+            g[0].samples
+                .iter()
+                .map(|s| s.timestamp_ms)
+                .collect::<Vec<_>>(),
+            [1, 3, 5]
+        );
+        assert_eq!(
+            g[1].samples
+                .iter()
+                .map(|s| s.timestamp_ms)
+                .collect::<Vec<_>>(),
+            [2, 4]
+        );
+    }
+
+    #[test]
+    fn parses_retry_after_seconds() {
+        let resp = |v: &str| {
+            reqwest::Response::from(
+                axum::http::Response::builder()
+                    .status(429)
+                    .header("Retry-After", v)
+                    .body(Vec::<u8>::new())
+                    .unwrap(),
+            )
+        };
+        assert_eq!(retry_after(&resp("3")), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&resp(" 0 ")), Some(Duration::ZERO));
+        assert_eq!(retry_after(&resp("86400")), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(&resp("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}
