@@ -37,14 +37,63 @@ pub struct Label {
 }
 
 /// `prometheus.Sample`.
-#[derive(Clone, PartialEq, prost::Message)]
+///
+/// Encoded by hand rather than derived: proto3 omits a zero `double`, and
+/// prost's derive treats `-0.0` as zero, losing its sign. Go's protobuf
+/// (Prometheus) keeps it, and so does this impl: the value is written
+/// whenever its bits are not all zero.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Sample {
     /// The value.
-    #[prost(double, tag = "1")]
     pub value: f64,
     /// Milliseconds since the epoch.
-    #[prost(int64, tag = "2")]
     pub timestamp: i64,
+}
+
+impl PartialEq for Sample {
+    fn eq(&self, other: &Self) -> bool {
+        self.value.to_bits() == other.value.to_bits() && self.timestamp == other.timestamp
+    }
+}
+
+impl prost::Message for Sample {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        if self.value.to_bits() != 0 {
+            prost::encoding::double::encode(1, &self.value, buf);
+        }
+        if self.timestamp != 0 {
+            prost::encoding::int64::encode(2, &self.timestamp, buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        match tag {
+            1 => prost::encoding::double::merge(wire_type, &mut self.value, buf, ctx),
+            2 => prost::encoding::int64::merge(wire_type, &mut self.timestamp, buf, ctx),
+            _ => prost::encoding::skip_field(wire_type, tag, buf, ctx),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let mut len = 0;
+        if self.value.to_bits() != 0 {
+            len += prost::encoding::double::encoded_len(1, &self.value);
+        }
+        if self.timestamp != 0 {
+            len += prost::encoding::int64::encoded_len(2, &self.timestamp);
+        }
+        len
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
 }
 
 /// `prometheus.MetricMetadata`.

@@ -92,7 +92,7 @@ mod tests {
     fn round_trip() {
         let series = vec![SeriesSamples {
             labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
-            samples: vec![Sample::new(1000, 1.0), Sample::new(2000, crate::STALE_NAN)],
+            samples: vec![Sample::new(1000, 1.0), Sample::new(2000, crate::STALE_NAN), Sample::new(3000, -0.0), Sample::new(0, 0.0)],
         }];
         let body = encode_write_request(&series);
         assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), series);
