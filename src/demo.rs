@@ -46,14 +46,29 @@ remote_write:
     )
 }
 
+/// Waits (bounded) for one component to stop, logging how it ended.
+async fn join_component(name: &str, task: JoinHandle<Result<()>>) {
+    match tokio::time::timeout(Duration::from_secs(15), task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(component = %name, error = %e, "component stopped with an error")
+        }
+        Ok(Err(e)) => tracing::warn!(component = %name, error = %e, "component task failed"),
+        Err(_) => tracing::warn!(component = %name, "component did not stop within 15s"),
+    }
+}
+
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let shutdown = Shutdown::on_signals();
     let mut tasks: Vec<(String, JoinHandle<Result<()>>)> = Vec::new();
 
-    let hub_listener = TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (is another hub running? try --listen)", args.listen))?;
+    let hub_listener = TcpListener::bind(&args.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (is another hub running? try --listen)",
+            args.listen
+        )
+    })?;
     let hub_addr = hub_listener.local_addr()?.to_string();
     let config = HubConfig {
         listen: hub_addr.clone(),
@@ -61,8 +76,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ..HubConfig::default()
     };
     let hub = tokio::task::spawn_blocking(move || Hub::open(config)).await??;
-    let stop = shutdown.wait();
-    tasks.push(("hub".into(), tokio::spawn(async move { Ok(hub.serve(hub_listener, stop).await?) })));
+    // The hub stops last, so collectors can flush their queues into it.
+    let (stop_hub, hub_stopped) = tokio::sync::watch::channel(false);
+    let hub_task: JoinHandle<Result<()>> = tokio::spawn(async move {
+        let mut rx = hub_stopped;
+        let stop = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        Ok(hub.serve(hub_listener, stop).await?)
+    });
 
     let mut lines = Vec::new();
     for (i, (cluster, scenarios)) in CLUSTERS.iter().enumerate() {
@@ -79,7 +101,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let stop = shutdown.wait();
         tasks.push((
             format!("simulator {cluster}"),
-            tokio::spawn(async move { Ok(fleetwatch_simulator::serve(sim, sim_listener, stop).await?) }),
+            tokio::spawn(
+                async move { Ok(fleetwatch_simulator::serve(sim, sim_listener, stop).await?) },
+            ),
         ));
 
         let yaml = collector_yaml(cluster, &sim_addr, &hub_addr, &args.scrape_interval);
@@ -92,10 +116,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let stop = shutdown.wait();
         tasks.push((
             format!("collector {cluster} metrics"),
-            tokio::spawn(async move { Ok(axum::serve(metrics_listener, router).with_graceful_shutdown(stop).await?) }),
+            tokio::spawn(async move {
+                Ok(axum::serve(metrics_listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await?)
+            }),
         ));
         let stop = shutdown.wait();
-        tasks.push((format!("collector {cluster}"), tokio::spawn(async move { Ok(collector.run(stop).await?) })));
+        tasks.push((
+            format!("collector {cluster}"),
+            tokio::spawn(async move { Ok(collector.run(stop).await?) }),
+        ));
         let scen: Vec<String> = scenarios.iter().map(|s| s.to_string()).collect();
         lines.push(format!(
             "  {cluster:<10} {} VMs{}  simulator http://{sim_addr}/metrics  collector http://{metrics_addr}/metrics",
@@ -117,14 +148,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
 
     shutdown.wait().await;
+    // Simulators and collectors first (collectors flush into the running
+    // hub), then the hub.
     for (name, task) in tasks {
-        match tokio::time::timeout(Duration::from_secs(15), task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(component = %name, error = %e, "component stopped with an error"),
-            Ok(Err(e)) => tracing::warn!(component = %name, error = %e, "component task failed"),
-            Err(_) => tracing::warn!(component = %name, "component did not stop within 15s"),
-        }
+        join_component(&name, task).await;
     }
+    let _ = stop_hub.send(true);
+    join_component("hub", hub_task).await;
     println!("fleetwatch demo stopped.");
     Ok(())
 }

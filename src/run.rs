@@ -93,7 +93,9 @@ async fn wait_for_signal() {
 }
 
 async fn bind(addr: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 async fn aggregator(args: AggregatorArgs) -> Result<()> {
@@ -121,13 +123,18 @@ async fn collector(args: CollectorArgs) -> Result<()> {
         println!("{}: config is valid", args.config.display());
         return Ok(());
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let collector = Collector::new(config)?;
     let listener = bind(&args.listen).await?;
     let shutdown = Shutdown::on_signals();
     let router = collector.metrics_router();
     let stop = shutdown.wait();
-    let http = tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await });
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+    });
     collector.run(shutdown.wait()).await?;
     http.await??;
     Ok(())
@@ -152,11 +159,21 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
                 "/metrics",
                 axum::routing::get(move || {
                     let text = text.clone();
-                    async move { ([(axum::http::header::CONTENT_TYPE, fleetwatch_model::exposition::TEXT_CONTENT_TYPE)], text) }
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                fleetwatch_model::exposition::TEXT_CONTENT_TYPE,
+                            )],
+                            text,
+                        )
+                    }
                 }),
             )
             .route("/-/healthy", axum::routing::get(|| async { "Healthy\n" }));
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.wait()).await?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.wait())
+            .await?;
     } else {
         fleetwatch_simulator::serve(sim, listener, shutdown.wait()).await?;
     }

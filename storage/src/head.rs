@@ -118,16 +118,19 @@ pub struct Head {
 
 impl Index {
     fn lookup(&self, hash: SeriesHash, labels: &Labels) -> Option<u32> {
-        self.by_hash
-            .get(&hash)?
-            .iter()
-            .copied()
-            .find(|&id| self.series.get(id as usize).is_some_and(|s| &s.labels == labels))
+        self.by_hash.get(&hash)?.iter().copied().find(|&id| {
+            self.series
+                .get(id as usize)
+                .is_some_and(|s| &s.labels == labels)
+        })
     }
 
     fn create(&mut self, labels: Labels) -> u32 {
         let id = self.series.len() as u32;
-        self.by_hash.entry(labels.series_hash()).or_default().push(id);
+        self.by_hash
+            .entry(labels.series_hash())
+            .or_default()
+            .push(id);
         for l in labels.iter() {
             self.postings
                 .entry(l.name.clone())
@@ -163,10 +166,16 @@ impl Index {
                     .max();
                 if let Some(newest) = newest {
                     if sample.timestamp_ms <= newest {
-                        let same = find_at(existing, sample.timestamp_ms)
-                            .or_else(|| added.iter().find(|x| x.timestamp_ms == sample.timestamp_ms).copied());
+                        let same = find_at(existing, sample.timestamp_ms).or_else(|| {
+                            added
+                                .iter()
+                                .find(|x| x.timestamp_ms == sample.timestamp_ms)
+                                .copied()
+                        });
                         match same {
-                            Some(prev) if prev.value.to_bits() == sample.value.to_bits() => continue,
+                            Some(prev) if prev.value.to_bits() == sample.value.to_bits() => {
+                                continue
+                            }
                             Some(_) => {
                                 return Err(StorageError::DuplicateTimestamp {
                                     series: s.labels.to_string(),
@@ -336,13 +345,21 @@ impl Head {
             }
         })?;
         let elapsed = started.elapsed();
-        stats.wal_replayed_records.store(report.records, Ordering::Relaxed);
-        stats.wal_truncated_bytes.store(report.truncated_bytes, Ordering::Relaxed);
+        stats
+            .wal_replayed_records
+            .store(report.records, Ordering::Relaxed);
+        stats
+            .wal_truncated_bytes
+            .store(report.truncated_bytes, Ordering::Relaxed);
         stats
             .wal_corrupt_segments
             .store(report.corrupt_segments.len() as u64, Ordering::Relaxed);
-        stats.wal_replay_micros.store(elapsed.as_micros() as u64, Ordering::Relaxed);
-        stats.series_created.store(index.series.len() as u64, Ordering::Relaxed);
+        stats
+            .wal_replay_micros
+            .store(elapsed.as_micros() as u64, Ordering::Relaxed);
+        stats
+            .series_created
+            .store(index.series.len() as u64, Ordering::Relaxed);
         tracing::info!(
             segments = report.segments,
             records = report.records,
@@ -426,7 +443,12 @@ impl Head {
 
     /// Number of samples held in memory.
     pub fn num_samples(&self) -> usize {
-        self.index.read().series.iter().map(|s| s.samples.len()).sum()
+        self.index
+            .read()
+            .series
+            .iter()
+            .map(|s| s.samples.len())
+            .sum()
     }
 
     /// Drops in-memory samples older than `min_ts_ms` (retention).
@@ -497,11 +519,15 @@ fn writer_loop(
                     .wal_fsynced_requests
                     .fetch_add(accepted.len() as u64, Ordering::Relaxed);
                 for (reply, outcome) in accepted {
-                    stats.samples_appended.fetch_add(outcome.samples_stored, Ordering::Relaxed);
+                    stats
+                        .samples_appended
+                        .fetch_add(outcome.samples_stored, Ordering::Relaxed);
                     stats
                         .duplicates_ignored
                         .fetch_add(outcome.duplicates_ignored, Ordering::Relaxed);
-                    stats.series_created.fetch_add(outcome.series_created, Ordering::Relaxed);
+                    stats
+                        .series_created
+                        .fetch_add(outcome.series_created, Ordering::Relaxed);
                     let _ = reply.send(Ok(outcome));
                 }
             }
@@ -518,7 +544,12 @@ fn writer_loop(
 }
 
 impl Queryable for Head {
-    fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<SeriesData>, StorageError> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesData>, StorageError> {
         let index = self.index.read();
         let mut out: Vec<SeriesData> = index
             .matching(matchers, start_ms, end_ms)
@@ -536,7 +567,12 @@ impl Queryable for Head {
         Ok(out)
     }
 
-    fn series(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, StorageError> {
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
         let index = self.index.read();
         let mut out: Vec<Labels> = index
             .matching(matchers, start_ms, end_ms)
@@ -548,12 +584,22 @@ impl Queryable for Head {
         Ok(out)
     }
 
-    fn label_names(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, StorageError> {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, StorageError> {
         let index = self.index.read();
         let mut names: Vec<String> = index
             .matching(matchers, start_ms, end_ms)
             .into_iter()
-            .flat_map(|id| index.series[id as usize].labels.iter().map(|l| l.name.clone()))
+            .flat_map(|id| {
+                index.series[id as usize]
+                    .labels
+                    .iter()
+                    .map(|l| l.name.clone())
+            })
             .collect();
         names.sort();
         names.dedup();
@@ -571,7 +617,12 @@ impl Queryable for Head {
         let mut values: Vec<String> = index
             .matching(matchers, start_ms, end_ms)
             .into_iter()
-            .filter_map(|id| index.series[id as usize].labels.get(name).map(str::to_string))
+            .filter_map(|id| {
+                index.series[id as usize]
+                    .labels
+                    .get(name)
+                    .map(str::to_string)
+            })
             .collect();
         values.sort();
         values.dedup();

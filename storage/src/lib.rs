@@ -24,7 +24,9 @@ pub enum StorageError {
         source: std::io::Error,
     },
     /// A sample at the same timestamp as a stored one but a different value.
-    #[error("duplicate sample for timestamp {timestamp_ms} with a different value in series {series}")]
+    #[error(
+        "duplicate sample for timestamp {timestamp_ms} with a different value in series {series}"
+    )]
     DuplicateTimestamp {
         /// The series, rendered.
         series: String,
@@ -55,7 +57,10 @@ impl StorageError {
     /// True when the error is the client's fault (the request should not be
     /// retried): maps to HTTP 400.
     pub fn is_bad_data(&self) -> bool {
-        matches!(self, Self::DuplicateTimestamp { .. } | Self::OutOfOrder { .. })
+        matches!(
+            self,
+            Self::DuplicateTimestamp { .. } | Self::OutOfOrder { .. }
+        )
     }
 }
 
@@ -74,15 +79,30 @@ pub trait Queryable: Send + Sync {
     /// Series matching all `matchers` with their samples in
     /// `[start_ms, end_ms]` (both inclusive). Series with no samples in the
     /// range are omitted. Order of series is by labels.
-    fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<SeriesData>, StorageError>;
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesData>, StorageError>;
 
     /// Label sets of series matching `matchers` that have samples in the
     /// range. An empty `matchers` slice selects every series.
-    fn series(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, StorageError>;
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, StorageError>;
 
     /// Sorted, unique label names of series matching `matchers` in range
     /// (all series when `matchers` is empty).
-    fn label_names(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<String>, StorageError>;
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, StorageError>;
 
     /// Sorted, unique values of label `name` among series matching
     /// `matchers` in range (all series when `matchers` is empty).

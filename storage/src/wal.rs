@@ -79,7 +79,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
         let entry = entry.map_err(|e| io_err(dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(num) = name.strip_suffix(".wal").and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(num) = name
+            .strip_suffix(".wal")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             out.push(num);
         }
     }
@@ -149,8 +152,10 @@ impl WalWriter {
     }
 
     fn frame(&mut self, payload: &[u8]) {
-        self.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         self.buf.extend_from_slice(payload);
     }
 
@@ -161,7 +166,9 @@ impl WalWriter {
             return Ok(0);
         }
         let path = segment_path(&self.dir, self.segment);
-        self.file.write_all(&self.buf).map_err(|e| io_err(&path, e))?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| io_err(&path, e))?;
         self.file.sync_data().map_err(|e| io_err(&path, e))?;
         let written = self.buf.len() as u64;
         self.segment_bytes += written;
@@ -212,7 +219,10 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(Record)) -> Result<ReplayReport,
             tracing::warn!(segment = %path.display(), offset = good_end, bytes = cut, "wal segment has a torn or corrupt tail, truncating");
             report.truncated_bytes += cut;
             report.corrupt_segments.push(path.display().to_string());
-            let f = OpenOptions::new().write(true).open(&path).map_err(|e| io_err(&path, e))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?;
             f.set_len(good_end as u64).map_err(|e| io_err(&path, e))?;
             f.sync_all().map_err(|e| io_err(&path, e))?;
         }
@@ -263,7 +273,8 @@ impl<'a> Cursor<'a> {
         self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&mut self) -> Option<u64> {
         let b = self.take(8)?;
@@ -277,7 +288,10 @@ impl<'a> Cursor<'a> {
 }
 
 fn decode_payload(payload: &[u8]) -> Option<Record> {
-    let mut c = Cursor { data: payload, pos: 0 };
+    let mut c = Cursor {
+        data: payload,
+        pos: 0,
+    };
     match c.u8()? {
         RECORD_SERIES => {
             let id = c.u64()?;
@@ -330,7 +344,10 @@ mod tests {
         {
             let mut w = WalWriter::create(dir.path(), 1 << 20).unwrap();
             w.add_series(1, &labels);
-            w.add_samples(&[(1, Sample::new(10, 1.5)), (1, Sample::new(20, fleetwatch_model::STALE_NAN))]);
+            w.add_samples(&[
+                (1, Sample::new(10, 1.5)),
+                (1, Sample::new(20, fleetwatch_model::STALE_NAN)),
+            ]);
             w.commit().unwrap();
             w.add_samples(&[(1, Sample::new(30, 2.0))]);
             w.commit().unwrap();
@@ -338,7 +355,13 @@ mod tests {
         let (recs, rep) = collect(dir.path());
         assert_eq!(recs.len(), 3);
         assert_eq!(rep.truncated_bytes, 0);
-        assert_eq!(recs[0], Record::Series { id: 1, labels: labels.clone() });
+        assert_eq!(
+            recs[0],
+            Record::Series {
+                id: 1,
+                labels: labels.clone()
+            }
+        );
         match &recs[1] {
             Record::Samples(s) => assert!(fleetwatch_model::is_stale_nan(s[1].1.value)),
             other => panic!("unexpected {other:?}"),
@@ -346,7 +369,12 @@ mod tests {
         // Tear the last record in half.
         let seg = segment_path(dir.path(), 1);
         let len = fs::metadata(&seg).unwrap().len();
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 10).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
         let (recs, rep) = collect(dir.path());
         assert_eq!(recs.len(), 2);
         assert!(rep.truncated_bytes > 0);

@@ -31,20 +31,39 @@ fn series(pairs: &[(&str, &str)], v: f64) -> SeriesSamples {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
 }
 
 #[test]
 fn bad_remote_write_bodies_are_rejected_whole() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("hub.yaml");
-    std::fs::write(&config, format!("limits:\n  max_write_body_bytes: {LIMIT}\n")).expect("write config");
-    let hub = start_hub(&tmp.path().join("hub"), tmp.path(), &["--config", config.to_str().expect("utf-8")]);
+    std::fs::write(
+        &config,
+        format!("limits:\n  max_write_body_bytes: {LIMIT}\n"),
+    )
+    .expect("write config");
+    let hub = start_hub(
+        &tmp.path().join("hub"),
+        tmp.path(),
+        &["--config", config.to_str().expect("utf-8")],
+    );
     let good = |name: &str| series(&[("__name__", name), ("job", "t")], 1.0);
 
     let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
-    cases.push(("not snappy", b"\xff\xff\xff\xff\xff\xff\xff\xffthis is not snappy".to_vec(), "snappy"));
-    cases.push(("snappy, not protobuf", fleetwatch_model::snappy::compress(b"\x0a\xff\xff\xff\xff\x0fgarbage"), "protobuf"));
+    cases.push((
+        "not snappy",
+        b"\xff\xff\xff\xff\xff\xff\xff\xffthis is not snappy".to_vec(),
+        "snappy",
+    ));
+    cases.push((
+        "snappy, not protobuf",
+        fleetwatch_model::snappy::compress(b"\x0a\xff\xff\xff\xff\x0fgarbage"),
+        "protobuf",
+    ));
     // A body above the limit (incompressible bytes, so the body itself is large).
     let mut noise = Vec::with_capacity(LIMIT * 2);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -58,15 +77,25 @@ fn bad_remote_write_bodies_are_rejected_whole() {
     // A tiny body declaring a decompressed length of 1,000,000 bytes.
     let mut declared = vec![0xc0, 0x84, 0x3d]; // varint 1_000_000
     declared.extend_from_slice(b"\x00abc");
-    cases.push(("declared length over the limit", declared, "declared decompressed length"));
+    cases.push((
+        "declared length over the limit",
+        declared,
+        "declared decompressed length",
+    ));
     cases.push((
         "invalid label name",
-        encode_write_request(&[good("bad_input_should_not_exist_1"), series(&[("__name__", "x"), ("1bad-name", "v")], 1.0)]),
+        encode_write_request(&[
+            good("bad_input_should_not_exist_1"),
+            series(&[("__name__", "x"), ("1bad-name", "v")], 1.0),
+        ]),
         "invalid label name \"1bad-name\"",
     ));
     cases.push((
         "sample with no name",
-        encode_write_request(&[good("bad_input_should_not_exist_2"), series(&[("job", "t")], 1.0)]),
+        encode_write_request(&[
+            good("bad_input_should_not_exist_2"),
+            series(&[("job", "t")], 1.0),
+        ]),
         "no metric name",
     ));
     // An invalid metric name.
@@ -79,15 +108,35 @@ fn bad_remote_write_bodies_are_rejected_whole() {
     for (what, body, needle) in cases {
         let (status, text) = post(&hub.addr, body);
         assert_eq!(status, 400, "{what}: status {status}, body {text:?}");
-        assert!(text.contains(needle), "{what}: message {text:?} should mention {needle:?}");
+        assert!(
+            text.contains(needle),
+            "{what}: message {text:?} should mention {needle:?}"
+        );
     }
 
     // A conflicting duplicate at the same timestamp is refused with a reason.
     let ts = now_ms();
-    let first = SeriesSamples { labels: Labels::from_pairs([("__name__", "dup_test")]), samples: vec![Sample::new(ts, 1.0)] };
-    assert_eq!(post(&hub.addr, encode_write_request(&[first.clone()])).0, 204);
-    assert_eq!(post(&hub.addr, encode_write_request(&[first])).0, 204, "an identical duplicate is accepted and ignored");
-    let conflict = SeriesSamples { labels: Labels::from_pairs([("__name__", "dup_test")]), samples: vec![Sample::new(ts, 2.0)] };
+    let first = SeriesSamples {
+        labels: Labels::from_pairs([("__name__", "dup_test")]),
+        samples: vec![Sample::new(ts, 1.0)],
+    };
+    assert_eq!(
+        post(
+            &hub.addr,
+            encode_write_request(std::slice::from_ref(&first))
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        post(&hub.addr, encode_write_request(&[first])).0,
+        204,
+        "an identical duplicate is accepted and ignored"
+    );
+    let conflict = SeriesSamples {
+        labels: Labels::from_pairs([("__name__", "dup_test")]),
+        samples: vec![Sample::new(ts, 2.0)],
+    };
     let (status, text) = post(&hub.addr, encode_write_request(&[conflict]));
     assert_eq!(status, 400);
     assert!(text.contains("duplicate sample"), "{text}");
@@ -102,8 +151,15 @@ fn bad_remote_write_bodies_are_rejected_whole() {
     assert_eq!(resp.status().as_u16(), 415);
 
     // Nothing from the rejected requests was stored; the hub still serves.
-    for name in ["bad_input_should_not_exist_1", "bad_input_should_not_exist_2", "x"] {
-        assert!(query(&hub.addr, name).is_empty(), "{name} must not be stored");
+    for name in [
+        "bad_input_should_not_exist_1",
+        "bad_input_should_not_exist_2",
+        "x",
+    ] {
+        assert!(
+            query(&hub.addr, name).is_empty(),
+            "{name} must not be stored"
+        );
     }
     let ok = post(&hub.addr, encode_write_request(&[good("after_bad_input")]));
     assert_eq!(ok.0, 204);
@@ -112,10 +168,23 @@ fn bad_remote_write_bodies_are_rejected_whole() {
     assert_eq!(value(&dup[0]), 1.0);
 
     // The rejections are counted by reason in the hub's own metrics.
-    let metrics = http().get(format!("http://{}/metrics", hub.addr)).send().and_then(|r| r.text()).expect("metrics");
-    for reason in ["invalid_snappy", "invalid_protobuf", "too_large", "invalid_labels", "missing_metric_name", "duplicate_timestamp"] {
+    let metrics = http()
+        .get(format!("http://{}/metrics", hub.addr))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    for reason in [
+        "invalid_snappy",
+        "invalid_protobuf",
+        "too_large",
+        "invalid_labels",
+        "missing_metric_name",
+        "duplicate_timestamp",
+    ] {
         assert!(
-            metrics.contains(&format!("fleetwatch_remote_write_requests_rejected_total{{reason=\"{reason}\"}}")),
+            metrics.contains(&format!(
+                "fleetwatch_remote_write_requests_rejected_total{{reason=\"{reason}\"}}"
+            )),
             "reason {reason} not counted:\n{metrics}"
         );
     }

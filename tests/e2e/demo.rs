@@ -15,19 +15,56 @@ fn demo_serves_three_clusters_within_a_minute() {
     let mut demo = Proc::spawn(
         "demo",
         BIN,
-        &["demo", "--listen", &addr, "--data-dir", data.to_str().expect("utf-8"), "--scrape-interval", "2s", "--vms", "40"],
+        &[
+            "demo",
+            "--listen",
+            &addr,
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--scrape-interval",
+            "2s",
+            "--vms",
+            "40",
+        ],
         tmp.path(),
     );
-    let clusters: BTreeSet<String> = wait_for("three clusters at the demo hub", Duration::from_secs(60), || demo.log(), || {
-        let r = try_query(&addr, "count by (cluster) (kubevirt_vm_memory_usage_bytes)")?;
-        let c: BTreeSet<String> = r.iter().filter(|s| value(s) == 40.0).map(|s| metric(s)["cluster"].clone()).collect();
-        (c.len() == 3).then_some(c)
-    });
-    assert_eq!(clusters, ["prod-east", "prod-west", "staging"].iter().map(|s| s.to_string()).collect());
-    let hot = query(&addr, "kubevirt_vm_memory_usage_bytes / kubevirt_vm_memory_available_bytes > 0.9");
+    let clusters: BTreeSet<String> = wait_for(
+        "three clusters at the demo hub",
+        Duration::from_secs(60),
+        || demo.log(),
+        || {
+            let r = try_query(&addr, "count by (cluster) (kubevirt_vm_memory_usage_bytes)")?;
+            let c: BTreeSet<String> = r
+                .iter()
+                .filter(|s| value(s) == 40.0)
+                .map(|s| metric(s)["cluster"].clone())
+                .collect();
+            (c.len() == 3).then_some(c)
+        },
+    );
+    assert_eq!(
+        clusters,
+        ["prod-east", "prod-west", "staging"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let hot = query(
+        &addr,
+        "kubevirt_vm_memory_usage_bytes / kubevirt_vm_memory_available_bytes > 0.9",
+    );
     let hot_clusters: BTreeSet<String> = hot.iter().map(|s| metric(s)["cluster"].clone()).collect();
-    assert!(hot_clusters.contains("prod-west"), "memory pressure in prod-west must show hot VMs: {hot:?}");
-    assert!(hot.iter().all(|s| value(s) > 0.9 && metric(s).contains_key("name")));
+    assert!(
+        hot_clusters.contains("prod-west"),
+        "memory pressure in prod-west must show hot VMs: {hot:?}"
+    );
+    assert!(hot
+        .iter()
+        .all(|s| value(s) > 0.9 && metric(s).contains_key("name")));
     assert!(demo.log().contains("fleetwatch demo is running"));
-    assert!(demo.terminate(Duration::from_secs(20)), "demo did not stop cleanly:\n{}", demo.log());
+    assert!(
+        demo.terminate(Duration::from_secs(20)),
+        "demo did not stop cleanly:\n{}",
+        demo.log()
+    );
 }

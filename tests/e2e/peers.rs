@@ -23,16 +23,29 @@ fn start_prometheus(bin: &Path, config: &str, dir: &Path, extra: &[&str]) -> (Pr
     let proc = Proc::spawn("prometheus", bin.to_str().expect("utf-8 path"), &args, dir);
     let url = format!("http://{addr}/-/ready");
     let client = http();
-    wait_for("prometheus readiness", Duration::from_secs(60), || proc.log(), || {
-        client.get(&url).send().ok().filter(|r| r.status().is_success())
-    });
+    wait_for(
+        "prometheus readiness",
+        Duration::from_secs(60),
+        || proc.log(),
+        || {
+            client
+                .get(&url)
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        },
+    );
     (proc, addr)
 }
 
 #[test]
 fn prometheus_remote_writes_into_hub_and_promtool_queries_it() {
-    let Some(prometheus) = peer("prometheus") else { return };
-    let Some(promtool) = peer("promtool") else { return };
+    let Some(prometheus) = peer("prometheus") else {
+        return;
+    };
+    let Some(promtool) = peer("promtool") else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let hub = start_hub(&tmp.path().join("hub"), tmp.path(), &[]);
     let vms = 15;
@@ -51,16 +64,29 @@ fn prometheus_remote_writes_into_hub_and_promtool_queries_it() {
     );
     let (mut prom, _prom_addr) = start_prometheus(&prometheus, &config, tmp.path(), &[]);
 
-    let got = wait_for("prometheus' samples at the hub", Duration::from_secs(90), || prom.log() + &hub.proc.log(), || {
-        let r = try_query(&hub.addr, "kubevirt_vm_memory_usage_bytes{cluster=\"via-prometheus\"}")?;
-        (r.len() == vms).then_some(r)
-    });
+    let got = wait_for(
+        "prometheus' samples at the hub",
+        Duration::from_secs(90),
+        || prom.log() + &hub.proc.log(),
+        || {
+            let r = try_query(
+                &hub.addr,
+                "kubevirt_vm_memory_usage_bytes{cluster=\"via-prometheus\"}",
+            )?;
+            (r.len() == vms).then_some(r)
+        },
+    );
     for s in &got {
         let mut labels = metric(s);
         assert_eq!(labels.remove("cluster").as_deref(), Some("via-prometheus"));
         assert_eq!(labels.remove("job").as_deref(), Some("kubevirt"));
-        assert_eq!(labels.remove("instance").as_deref(), Some(sim_addr.as_str()));
-        let want = served.get(&labels).unwrap_or_else(|| panic!("unexpected series {labels:?}"));
+        assert_eq!(
+            labels.remove("instance").as_deref(),
+            Some(sim_addr.as_str())
+        );
+        let want = served
+            .get(&labels)
+            .unwrap_or_else(|| panic!("unexpected series {labels:?}"));
         assert_eq!(value(s).to_bits(), want.to_bits());
     }
     prom.assert_running();
@@ -76,8 +102,15 @@ fn prometheus_remote_writes_into_hub_and_promtool_queries_it() {
         .output()
         .expect("run promtool");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "promtool failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("=> {vms} @")), "promtool output: {stdout}");
+    assert!(
+        out.status.success(),
+        "promtool failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("=> {vms} @")),
+        "promtool output: {stdout}"
+    );
     let total: f64 = served.values().sum();
     let out = std::process::Command::new(&promtool)
         .args([
@@ -95,12 +128,17 @@ fn prometheus_remote_writes_into_hub_and_promtool_queries_it() {
         .and_then(|r| r.split('@').next())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("cannot read promtool output: {stdout}"));
-    assert!((printed - total).abs() <= total.abs() * 1e-12, "promtool printed {printed}, expected {total}");
+    assert!(
+        (printed - total).abs() <= total.abs() * 1e-12,
+        "promtool printed {printed}, expected {total}"
+    );
 }
 
 #[test]
 fn collector_remote_writes_into_prometheus() {
-    let Some(prometheus) = peer("prometheus") else { return };
+    let Some(prometheus) = peer("prometheus") else {
+        return;
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let vms = 12;
     let (_sim, sim_addr) = start_simulator("sim", "peer", vms, 11, &[], tmp.path());
@@ -115,21 +153,42 @@ fn collector_remote_writes_into_prometheus() {
         tmp.path(),
         &["--web.enable-remote-write-receiver"],
     );
-    let config = collector_config(tmp.path(), "to-prometheus", &[("kubevirt", &sim_addr)], &format!("http://{prom_addr}/api/v1/write"));
+    let config = collector_config(
+        tmp.path(),
+        "to-prometheus",
+        &[("kubevirt", &sim_addr)],
+        &format!("http://{prom_addr}/api/v1/write"),
+    );
     let mut col = start_collector("collector", &config, &tmp.path().join("cd"), tmp.path());
-    let got = wait_for("collector samples in prometheus", Duration::from_secs(60), || col.log() + &prom.log(), || {
-        let r = try_query(&prom_addr, "kubevirt_vm_memory_available_bytes{cluster=\"to-prometheus\"}")?;
-        (r.len() == vms).then_some(r)
-    });
+    let got = wait_for(
+        "collector samples in prometheus",
+        Duration::from_secs(60),
+        || col.log() + &prom.log(),
+        || {
+            let r = try_query(
+                &prom_addr,
+                "kubevirt_vm_memory_available_bytes{cluster=\"to-prometheus\"}",
+            )?;
+            (r.len() == vms).then_some(r)
+        },
+    );
     for s in &got {
         let mut labels = metric(s);
         assert_eq!(labels.remove("job").as_deref(), Some("kubevirt"));
-        assert_eq!(labels.remove("instance").as_deref(), Some(sim_addr.as_str()));
+        assert_eq!(
+            labels.remove("instance").as_deref(),
+            Some(sim_addr.as_str())
+        );
         assert_eq!(labels.remove("cluster").as_deref(), Some("to-prometheus"));
-        let want = served.get(&labels).unwrap_or_else(|| panic!("unexpected series {labels:?}"));
+        let want = served
+            .get(&labels)
+            .unwrap_or_else(|| panic!("unexpected series {labels:?}"));
         assert_eq!(value(s).to_bits(), want.to_bits());
     }
-    let up = query(&prom_addr, "up{cluster=\"to-prometheus\", job=\"kubevirt\"}");
+    let up = query(
+        &prom_addr,
+        "up{cluster=\"to-prometheus\", job=\"kubevirt\"}",
+    );
     assert_eq!(up.len(), 1);
     assert_eq!(value(&up[0]), 1.0);
     col.assert_running();

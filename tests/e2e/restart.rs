@@ -10,9 +10,12 @@ fn acknowledged_write_survives_sigkill() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("hub");
     let mut hub = start_hub(&data, tmp.path(), &[]);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
     // Values whose bits a lossy path would change.
-    let values = [0.1 + 0.2, 1e-300, -0.0, 123456789.123456789];
+    let values = [0.1 + 0.2, 1e-300, -0.0, 123_456_789.123_456_78];
     let series: Vec<SeriesSamples> = values
         .iter()
         .enumerate()

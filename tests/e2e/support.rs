@@ -61,8 +61,12 @@ impl Proc {
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns
     /// true when it exited successfully in time (SIGKILL otherwise).
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = c.try_wait() {
@@ -99,14 +103,22 @@ pub fn free_addr() -> String {
 
 /// Polls `f` every 200 ms until it returns `Some`, for at most `timeout`;
 /// panics naming `what` (and calling `context` for diagnostics) on timeout.
-pub fn wait_for<T>(what: &str, timeout: Duration, context: impl Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    context: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
             return v;
         }
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                context()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -144,13 +156,20 @@ pub fn query(base: &str, query: &str) -> Vec<Value> {
 pub fn metric(v: &Value) -> LabelMap {
     v["metric"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// The value of an instant-vector result element.
 pub fn value(v: &Value) -> f64 {
-    v["value"][1].as_str().and_then(|s| parse_float(s)).expect("numeric value")
+    v["value"][1]
+        .as_str()
+        .and_then(parse_float)
+        .expect("numeric value")
 }
 
 /// Parses a float as Prometheus prints it.
@@ -172,7 +191,9 @@ pub fn peer(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let msg = format!("peer {name} is not installed (scripts/test.sh installs it from Debian's packages)");
+        let msg = format!(
+            "peer {name} is not installed (scripts/test.sh installs it from Debian's packages)"
+        );
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{msg}");
         }
@@ -197,26 +218,62 @@ pub fn start_hub(data_dir: &Path, log_dir: &Path, extra: &[&str]) -> HubProc {
     let mut proc = Proc::spawn("hub", BIN, &args, log_dir);
     let client = http();
     let url = format!("http://{addr}/-/ready");
-    wait_for("hub readiness", Duration::from_secs(30), || proc.log(), || {
-        client.get(&url).send().ok().filter(|r| r.status().is_success())
-    });
+    wait_for(
+        "hub readiness",
+        Duration::from_secs(30),
+        || proc.log(),
+        || {
+            client
+                .get(&url)
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        },
+    );
     proc.assert_running();
     HubProc { proc, addr }
 }
 
 /// Starts a frozen simulator and waits until it serves.
-pub fn start_simulator(name: &str, cluster: &str, vms: usize, seed: u64, extra: &[&str], log_dir: &Path) -> (Proc, String) {
+pub fn start_simulator(
+    name: &str,
+    cluster: &str,
+    vms: usize,
+    seed: u64,
+    extra: &[&str],
+    log_dir: &Path,
+) -> (Proc, String) {
     let addr = free_addr();
     let vms = vms.to_string();
     let seed = seed.to_string();
-    let mut args = vec!["simulate", "--frozen", "--vms", &vms, "--cluster", cluster, "--seed", &seed, "--listen", &addr];
+    let mut args = vec![
+        "simulate",
+        "--frozen",
+        "--vms",
+        &vms,
+        "--cluster",
+        cluster,
+        "--seed",
+        &seed,
+        "--listen",
+        &addr,
+    ];
     args.extend_from_slice(extra);
     let proc = Proc::spawn(name, BIN, &args, log_dir);
     let client = http();
     let url = format!("http://{addr}/metrics");
-    wait_for("simulator", Duration::from_secs(20), || proc.log(), || {
-        client.get(&url).send().ok().filter(|r| r.status().is_success())
-    });
+    wait_for(
+        "simulator",
+        Duration::from_secs(20),
+        || proc.log(),
+        || {
+            client
+                .get(&url)
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        },
+    );
     (proc, addr)
 }
 
@@ -281,7 +338,11 @@ pub fn parse_exposition(text: &str) -> Vec<(LabelMap, f64)> {
         } else {
             rest
         };
-        let v = rest.split_whitespace().next().and_then(parse_float).expect("sample value");
+        let v = rest
+            .split_whitespace()
+            .next()
+            .and_then(parse_float)
+            .expect("sample value");
         out.push((labels, v));
     }
     out
@@ -289,12 +350,19 @@ pub fn parse_exposition(text: &str) -> Vec<(LabelMap, f64)> {
 
 /// Writes a collector config that scrapes `targets` as job `job` every
 /// second and remote-writes to `write_url`, with external label `cluster`.
-pub fn collector_config(dir: &Path, cluster: &str, jobs: &[(&str, &str)], write_url: &str) -> PathBuf {
+pub fn collector_config(
+    dir: &Path,
+    cluster: &str,
+    jobs: &[(&str, &str)],
+    write_url: &str,
+) -> PathBuf {
     let mut yaml = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  external_labels:\n    cluster: {cluster}\nscrape_configs:\n"
     );
     for (job, target) in jobs {
-        yaml.push_str(&format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"));
+        yaml.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+        ));
     }
     yaml.push_str(&format!(
         "remote_write:\n  - url: {write_url}\n    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 50ms\n      max_backoff: 1s\n"

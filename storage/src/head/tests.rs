@@ -13,27 +13,48 @@ fn append_select_and_restart() {
     {
         let head = Head::open(HeadOptions::new(dir.path())).unwrap();
         let out = head
-            .append(vec![series("up", "a", &[(1000, 1.0), (2000, 1.0)]), series("up", "b", &[(1000, 0.0)])])
+            .append(vec![
+                series("up", "a", &[(1000, 1.0), (2000, 1.0)]),
+                series("up", "b", &[(1000, 0.0)]),
+            ])
             .unwrap();
         assert_eq!(out.samples_stored, 3);
         assert_eq!(out.series_created, 2);
-        let got = head.select(&[Matcher::equal("cluster", "a")], 0, 5000).unwrap();
+        let got = head
+            .select(&[Matcher::equal("cluster", "a")], 0, 5000)
+            .unwrap();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].samples, vec![Sample::new(1000, 1.0), Sample::new(2000, 1.0)]);
-        head.append(vec![series("up", "a", &[(3000, fleetwatch_model::STALE_NAN)])]).unwrap();
+        assert_eq!(
+            got[0].samples,
+            vec![Sample::new(1000, 1.0), Sample::new(2000, 1.0)]
+        );
+        head.append(vec![series(
+            "up",
+            "a",
+            &[(3000, fleetwatch_model::STALE_NAN)],
+        )])
+        .unwrap();
     }
     // Reopen: everything acknowledged is back, NaN bits included.
     let head = Head::open(HeadOptions::new(dir.path())).unwrap();
-    let got = head.select(&[Matcher::equal("__name__", "up")], 0, 5000).unwrap();
+    let got = head
+        .select(&[Matcher::equal("__name__", "up")], 0, 5000)
+        .unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].samples.len(), 3);
     assert!(fleetwatch_model::is_stale_nan(got[0].samples[2].value));
     // And appends after the restart land on the right series.
-    head.append(vec![series("up", "b", &[(4000, 1.0)])]).unwrap();
+    head.append(vec![series("up", "b", &[(4000, 1.0)])])
+        .unwrap();
     drop(head);
     let head = Head::open(HeadOptions::new(dir.path())).unwrap();
-    let got = head.select(&[Matcher::equal("cluster", "b")], 0, 5000).unwrap();
-    assert_eq!(got[0].samples, vec![Sample::new(1000, 0.0), Sample::new(4000, 1.0)]);
+    let got = head
+        .select(&[Matcher::equal("cluster", "b")], 0, 5000)
+        .unwrap();
+    assert_eq!(
+        got[0].samples,
+        vec![Sample::new(1000, 0.0), Sample::new(4000, 1.0)]
+    );
     assert_eq!(head.num_series(), 2);
 }
 
@@ -43,22 +64,42 @@ fn duplicates_and_out_of_order() {
     let mut opts = HeadOptions::new(dir.path());
     opts.out_of_order_window_ms = 60_000;
     let head = Head::open(opts).unwrap();
-    head.append(vec![series("x", "a", &[(100_000, 1.0)])]).unwrap();
+    head.append(vec![series("x", "a", &[(100_000, 1.0)])])
+        .unwrap();
     // Identical duplicate: ignored, not an error.
-    let out = head.append(vec![series("x", "a", &[(100_000, 1.0)])]).unwrap();
+    let out = head
+        .append(vec![series("x", "a", &[(100_000, 1.0)])])
+        .unwrap();
     assert_eq!(out.duplicates_ignored, 1);
     // Conflicting value: rejected whole, the other series in it not stored.
     let err = head
-        .append(vec![series("y", "a", &[(100_000, 5.0)]), series("x", "a", &[(100_000, 2.0)])])
+        .append(vec![
+            series("y", "a", &[(100_000, 5.0)]),
+            series("x", "a", &[(100_000, 2.0)]),
+        ])
         .unwrap_err();
-    assert!(matches!(err, StorageError::DuplicateTimestamp { .. }), "{err}");
-    assert!(head.select(&[Matcher::equal("__name__", "y")], 0, i64::MAX).unwrap().is_empty());
+    assert!(
+        matches!(err, StorageError::DuplicateTimestamp { .. }),
+        "{err}"
+    );
+    assert!(head
+        .select(&[Matcher::equal("__name__", "y")], 0, i64::MAX)
+        .unwrap()
+        .is_empty());
     // Inside the window: accepted and returned in order.
-    head.append(vec![series("x", "a", &[(50_000, 0.5)])]).unwrap();
-    let got = head.select(&[Matcher::equal("__name__", "x")], 0, i64::MAX).unwrap();
-    assert_eq!(got[0].samples, vec![Sample::new(50_000, 0.5), Sample::new(100_000, 1.0)]);
+    head.append(vec![series("x", "a", &[(50_000, 0.5)])])
+        .unwrap();
+    let got = head
+        .select(&[Matcher::equal("__name__", "x")], 0, i64::MAX)
+        .unwrap();
+    assert_eq!(
+        got[0].samples,
+        vec![Sample::new(50_000, 0.5), Sample::new(100_000, 1.0)]
+    );
     // Beyond the window: rejected.
-    let err = head.append(vec![series("x", "a", &[(1_000, 0.1)])]).unwrap_err();
+    let err = head
+        .append(vec![series("x", "a", &[(1_000, 0.1)])])
+        .unwrap_err();
     assert!(matches!(err, StorageError::OutOfOrder { .. }));
     assert!(err.is_bad_data());
 }
@@ -74,12 +115,16 @@ fn matchers_and_labels() {
     ])
     .unwrap();
     let re = Matcher::new(MatchOp::RegexMatch, "cluster", "prod-.*").unwrap();
-    assert_eq!(head.select(&[re.clone()], 0, 2000).unwrap().len(), 2);
+    assert_eq!(head.select(std::slice::from_ref(&re), 0, 2000).unwrap().len(), 2);
     let nre = Matcher::new(MatchOp::NotEqual, "cluster", "staging").unwrap();
     assert_eq!(head.series(&[nre], 0, 2000).unwrap().len(), 2);
-    assert_eq!(head.label_names(&[], 0, 2000).unwrap(), vec!["__name__", "cluster"]);
     assert_eq!(
-        head.label_values("cluster", &[Matcher::equal("__name__", "up")], 0, 2000).unwrap(),
+        head.label_names(&[], 0, 2000).unwrap(),
+        vec!["__name__", "cluster"]
+    );
+    assert_eq!(
+        head.label_values("cluster", &[Matcher::equal("__name__", "up")], 0, 2000)
+            .unwrap(),
         vec!["prod-east", "prod-west"]
     );
     // Out of the time range: nothing.
@@ -95,7 +140,8 @@ fn concurrent_appends_share_fsyncs() {
             let head = Arc::clone(&head);
             std::thread::spawn(move || {
                 for i in 0..50 {
-                    head.append(vec![series("c", &format!("t{t}"), &[(i * 1000, i as f64)])]).unwrap();
+                    head.append(vec![series("c", &format!("t{t}"), &[(i * 1000, i as f64)])])
+                        .unwrap();
                 }
             })
         })
