@@ -75,7 +75,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         data_dir: args.data_dir.clone(),
         ..HubConfig::default()
     };
-    let hub = tokio::task::spawn_blocking(move || Hub::open(config)).await??;
+    let hub = Hub::open(config).await?;
     // The hub stops last, so collectors can flush their queues into it.
     let (stop_hub, hub_stopped) = tokio::sync::watch::channel(false);
     let hub_task: JoinHandle<Result<()>> = tokio::spawn(async move {

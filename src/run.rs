@@ -110,7 +110,7 @@ async fn aggregator(args: AggregatorArgs) -> Result<()> {
         config.data_dir = dir;
     }
     let listener = bind(&config.listen).await?;
-    let hub = tokio::task::spawn_blocking(move || Hub::open(config)).await??;
+    let hub = Hub::open(config).await?;
     let shutdown = Shutdown::on_signals();
     hub.serve(listener, shutdown.wait()).await?;
     Ok(())

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area.
 
+pub mod admin;
 pub mod health;
 pub mod meta;
 pub mod query;

@@ -49,6 +49,11 @@ pub struct StorageConfig {
     /// How long samples are kept. Default `15d`.
     #[serde(deserialize_with = "duration_ms")]
     pub retention: Option<i64>,
+    /// Most bytes of blocks kept; the oldest go first. Default: no limit.
+    pub retention_size_bytes: Option<u64>,
+    /// Time range of a block cut from the head. Default `2h`.
+    #[serde(deserialize_with = "duration_ms")]
+    pub block_range: Option<i64>,
 }
 
 impl Default for StorageConfig {
@@ -56,6 +61,8 @@ impl Default for StorageConfig {
         Self {
             out_of_order_window: Some(10 * 60_000),
             retention: Some(15 * 86_400_000),
+            retention_size_bytes: None,
+            block_range: Some(2 * 3_600_000),
         }
     }
 }
@@ -161,7 +168,10 @@ mod tests {
         assert_eq!(c.global.external_labels["hub"], "central");
         let err = HubConfig::from_yaml("listen: a\nbogus: 1\n", "t.yaml").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("t.yaml") && msg.contains("bogus") && msg.contains("line 2"), "{msg}");
+        assert!(
+            msg.contains("t.yaml") && msg.contains("bogus") && msg.contains("line 2"),
+            "{msg}"
+        );
         let err = HubConfig::from_yaml("storage:\n  retention: 2 days\n", "t.yaml").unwrap_err();
         assert!(err.to_string().contains("invalid duration"), "{err}");
     }

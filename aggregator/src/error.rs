@@ -104,7 +104,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"status": "error", "errorType": self.kind.as_str(), "error": self.message});
+        let body =
+            json!({"status": "error", "errorType": self.kind.as_str(), "error": self.message});
         (self.kind.status(), Json(body)).into_response()
     }
 }

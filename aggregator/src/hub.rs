@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use fleetwatch_query::EngineOptions;
-use fleetwatch_storage::{Head, HeadOptions};
+use fleetwatch_storage::{Db, DbOptions};
 use tokio::net::TcpListener;
 
 use crate::api;
@@ -18,8 +18,8 @@ use crate::{HubConfig, HubError};
 
 /// Shared state of every handler.
 pub struct AppState {
-    /// The metrics head.
-    pub head: Arc<Head>,
+    /// The metrics store (head and blocks).
+    pub db: Arc<Db>,
     /// Query engine options (per-query timeouts derive from these).
     pub engine: EngineOptions,
     /// The HTTP layer's counters.
@@ -36,17 +36,30 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Opens storage under `config.data_dir` (replaying the WAL).
-    pub fn open(config: HubConfig) -> Result<Self, HubError> {
+    /// Opens storage under `config.data_dir` (replaying the WAL, opening
+    /// the blocks).
+    pub async fn open(config: HubConfig) -> Result<Self, HubError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let mut head_opts = HeadOptions::new(config.data_dir.join("wal"));
+        let mut db_opts = DbOptions::new(&config.data_dir);
         if let Some(w) = config.storage.out_of_order_window {
-            head_opts.out_of_order_window_ms = w;
+            db_opts.out_of_order_window_ms = w;
         }
-        let head = Arc::new(Head::open(head_opts)?);
+        if let Some(r) = config.storage.block_range {
+            db_opts.block_range_ms = r.max(1000);
+            db_opts.compaction.max_block_range_ms = db_opts
+                .compaction
+                .max_block_range_ms
+                .max(db_opts.block_range_ms * 3);
+        }
+        db_opts.retention_ms = config.storage.retention;
+        db_opts.retention_bytes = config.storage.retention_size_bytes;
+        let db = Arc::new(Db::open(db_opts).await?);
         let defaults = EngineOptions::default();
         let engine = EngineOptions {
-            lookback_delta_ms: config.query.lookback_delta.unwrap_or(defaults.lookback_delta_ms),
+            lookback_delta_ms: config
+                .query
+                .lookback_delta
+                .unwrap_or(defaults.lookback_delta_ms),
             max_samples: config.query.max_samples,
             timeout: config
                 .query
@@ -56,7 +69,7 @@ impl Hub {
         };
         Ok(Self {
             state: Arc::new(AppState {
-                head,
+                db,
                 engine,
                 metrics: HubMetrics::default(),
                 config,
@@ -77,33 +90,46 @@ impl Hub {
 
     /// Serves on `listener` until `shutdown` resolves, then stops storage
     /// after in-flight requests have finished.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), HubError> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HubError> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %self.state.config.data_dir.display(), "hub listening");
-        let retention = tokio::spawn(retention_loop(Arc::clone(&self.state)));
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await?;
-        retention.abort();
+        let maintenance = tokio::spawn(maintenance_loop(Arc::clone(&self.state)));
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        maintenance.abort();
         self.state.ready.store(false, Ordering::Relaxed);
-        let head = Arc::clone(&self.state.head);
-        let _ = tokio::task::spawn_blocking(move || head.close()).await;
+        let db = Arc::clone(&self.state.db);
+        let _ = tokio::task::spawn_blocking(move || db.close()).await;
         tracing::info!("hub stopped");
         Ok(())
     }
 }
 
-async fn retention_loop(state: Arc<AppState>) {
-    let Some(retention) = state.config.storage.retention else {
-        return;
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+/// How often the store is maintained (head cut, compaction, retention).
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(30);
+
+async fn maintenance_loop(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let min = api::now_ms() - retention;
-        let head = Arc::clone(&state.head);
-        if let Ok(dropped) = tokio::task::spawn_blocking(move || head.truncate_before(min)).await {
-            if dropped > 0 {
-                tracing::info!(dropped, "retention dropped samples");
+        let db = Arc::clone(&state.db);
+        let handle = tokio::runtime::Handle::current();
+        let result =
+            tokio::task::spawn_blocking(move || handle.block_on(db.maintain(api::now_ms()))).await;
+        match result {
+            Ok(Ok(report)) => {
+                if !report.blocks_deleted.is_empty() {
+                    tracing::info!(deleted = ?report.blocks_deleted, "retention deleted blocks");
+                }
             }
+            Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
+            Err(e) => tracing::error!(error = %e, "storage maintenance task failed"),
         }
     }
 }
@@ -115,15 +141,31 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.max_write_body_bytes.saturating_add(1);
     Router::new()
         .route("/api/v1/write", post(api::write::remote_write))
-        .route("/api/v1/query", get(api::query::instant).post(api::query::instant))
-        .route("/api/v1/query_range", get(api::query::range).post(api::query::range))
-        .route("/api/v1/series", get(api::meta::series).post(api::meta::series))
-        .route("/api/v1/labels", get(api::meta::labels).post(api::meta::labels))
+        .route(
+            "/api/v1/query",
+            get(api::query::instant).post(api::query::instant),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(api::query::range).post(api::query::range),
+        )
+        .route(
+            "/api/v1/series",
+            get(api::meta::series).post(api::meta::series),
+        )
+        .route(
+            "/api/v1/labels",
+            get(api::meta::labels).post(api::meta::labels),
+        )
         .route("/api/v1/label/{name}/values", get(api::meta::label_values))
         .route("/api/v1/metadata", get(api::meta::metadata))
-        .route("/api/v1/query_exemplars", get(api::meta::exemplars).post(api::meta::exemplars))
+        .route(
+            "/api/v1/query_exemplars",
+            get(api::meta::exemplars).post(api::meta::exemplars),
+        )
         .route("/api/v1/status/buildinfo", get(api::meta::buildinfo))
         .route("/api/v1/status/flags", get(api::meta::flags))
+        .route("/api/v1/admin/tsdb/flush", post(api::admin::flush))
         .route("/-/healthy", get(api::health::healthy))
         .route("/-/ready", get(api::health::ready))
         .route("/metrics", get(api::health::metrics))

@@ -55,14 +55,18 @@ impl Params {
     pub fn time_or(&self, name: &str, default: i64) -> Result<i64, ApiError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
+            Some(v) => parse_time(v)
+                .map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
         }
     }
 
     /// Parses duration parameter `name` in milliseconds, if present.
     pub fn duration(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.get(name)
-            .map(|v| parse_duration(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))))
+            .map(|v| {
+                parse_duration(v)
+                    .map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}")))
+            })
             .transpose()
     }
 
@@ -70,8 +74,11 @@ impl Params {
     pub fn usize(&self, name: &str) -> Result<Option<usize>, ApiError> {
         self.get(name)
             .map(|v| {
-                v.parse::<usize>()
-                    .map_err(|_| ApiError::bad_data(format!("invalid parameter \"{name}\": cannot parse {v:?} to a valid limit")))
+                v.parse::<usize>().map_err(|_| {
+                    ApiError::bad_data(format!(
+                        "invalid parameter \"{name}\": cannot parse {v:?} to a valid limit"
+                    ))
+                })
             })
             .transpose()
     }
@@ -95,7 +102,9 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() || secs.abs() > (i64::MAX / 1000) as f64 {
-            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
         }
         return Ok((secs * 1000.0).round() as i64);
     }
@@ -119,7 +128,10 @@ mod tests {
     #[test]
     fn times_and_durations() {
         assert_eq!(parse_time("1435781451.781").unwrap(), 1_435_781_451_781);
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z").unwrap(), 1_435_781_451_781);
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z").unwrap(),
+            1_435_781_451_781
+        );
         assert!(parse_time("yesterday").is_err());
         assert_eq!(parse_duration("15").unwrap(), 15_000);
         assert_eq!(parse_duration("0.5").unwrap(), 500);
@@ -130,8 +142,15 @@ mod tests {
     #[test]
     fn form_body_and_query_merge() {
         let mut h = HeaderMap::new();
-        h.insert(axum::http::header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
-        let p = Params::collect(Some("match[]=up&time=1"), &h, b"match[]=%7Bjob%3D%22a%22%7D&query=sum(up)");
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let p = Params::collect(
+            Some("match[]=up&time=1"),
+            &h,
+            b"match[]=%7Bjob%3D%22a%22%7D&query=sum(up)",
+        );
         assert_eq!(p.all("match[]"), vec!["up", "{job=\"a\"}"]);
         assert_eq!(p.get("query"), Some("sum(up)"));
         assert_eq!(p.time_or("time", 0).unwrap(), 1000);

@@ -15,7 +15,9 @@ const UNITS: [(&str, i64); 7] = [
 
 /// Parses a Prometheus duration into milliseconds. `0` alone is accepted.
 pub fn parse_duration_ms(s: &str) -> Result<i64, ModelError> {
-    let bad = || ModelError::InvalidDuration { input: s.to_string() };
+    let bad = || ModelError::InvalidDuration {
+        input: s.to_string(),
+    };
     if s == "0" {
         return Ok(0);
     }

@@ -61,8 +61,18 @@ mod tests {
     #[test]
     fn lines() {
         let mut s = String::new();
-        write_sample_line(&mut s, &Labels::from_pairs([("__name__", "up"), ("job", "a\nb")]), 1.0, Some(5));
-        write_sample_line(&mut s, &Labels::from_pairs([("__name__", "x")]), f64::INFINITY, None);
+        write_sample_line(
+            &mut s,
+            &Labels::from_pairs([("__name__", "up"), ("job", "a\nb")]),
+            1.0,
+            Some(5),
+        );
+        write_sample_line(
+            &mut s,
+            &Labels::from_pairs([("__name__", "x")]),
+            f64::INFINITY,
+            None,
+        );
         assert_eq!(s, "up{job=\"a\\nb\"} 1 5\nx +Inf\n");
         assert_eq!(format_value(0.1), "0.1");
         assert_eq!(format_value(1e21), "1000000000000000000000");

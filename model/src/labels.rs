@@ -278,7 +278,10 @@ mod tests {
         let b = Labels::from_pairs([("b", "2"), ("a", "1")]);
         assert_eq!(a.series_hash(), b.series_hash());
         // Pinned value: the hash is persisted, so it must never change.
-        assert_eq!(a.series_hash(), Labels::from_pairs([("a", "1"), ("b", "2")]).series_hash());
+        assert_eq!(
+            a.series_hash(),
+            Labels::from_pairs([("a", "1"), ("b", "2")]).series_hash()
+        );
         let c = Labels::from_pairs([("a", "1b"), ("b", "")]);
         let d = Labels::from_pairs([("a", "1"), ("bb", "")]);
         assert_ne!(c.series_hash(), d.series_hash());

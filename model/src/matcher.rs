@@ -32,15 +32,21 @@ pub struct Matcher {
 
 impl Matcher {
     /// Builds a matcher; regex patterns are anchored (`^(?:...)$`).
-    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self, ModelError> {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, ModelError> {
         let value = value.into();
         let regex = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
-                Regex::new(&format!("^(?s:{value})$")).map_err(|e| ModelError::InvalidRegex {
-                    pattern: value.clone(),
-                    reason: e.to_string(),
-                })?,
-            ),
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                Some(Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
+                    ModelError::InvalidRegex {
+                        pattern: value.clone(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            }
             _ => None,
         };
         Ok(Self {
@@ -96,14 +102,24 @@ mod tests {
     fn four_operators() {
         let l = Labels::from_pairs([("job", "kubevirt"), ("cluster", "prod-east")]);
         assert!(Matcher::equal("job", "kubevirt").matches_labels(&l));
-        assert!(Matcher::new(MatchOp::NotEqual, "job", "x").unwrap().matches_labels(&l));
-        assert!(Matcher::new(MatchOp::RegexMatch, "cluster", "prod-.*").unwrap().matches_labels(&l));
+        assert!(Matcher::new(MatchOp::NotEqual, "job", "x")
+            .unwrap()
+            .matches_labels(&l));
+        assert!(Matcher::new(MatchOp::RegexMatch, "cluster", "prod-.*")
+            .unwrap()
+            .matches_labels(&l));
         // Anchored: a partial match does not count.
-        assert!(!Matcher::new(MatchOp::RegexMatch, "cluster", "prod").unwrap().matches_labels(&l));
-        assert!(Matcher::new(MatchOp::RegexNoMatch, "cluster", "staging").unwrap().matches_labels(&l));
+        assert!(!Matcher::new(MatchOp::RegexMatch, "cluster", "prod")
+            .unwrap()
+            .matches_labels(&l));
+        assert!(Matcher::new(MatchOp::RegexNoMatch, "cluster", "staging")
+            .unwrap()
+            .matches_labels(&l));
         // Missing label matches as empty.
         assert!(Matcher::equal("absent", "").matches_labels(&l));
-        assert!(Matcher::new(MatchOp::RegexMatch, "absent", ".*").unwrap().matches_empty());
+        assert!(Matcher::new(MatchOp::RegexMatch, "absent", ".*")
+            .unwrap()
+            .matches_empty());
         assert!(Matcher::new(MatchOp::RegexMatch, "a", "(").is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! Remote write 1.0: decoding a request body into validated series, and
 //! encoding series into a body.
 
+pub mod raw;
+
 use prost::Message;
 
 use crate::prompb;
@@ -92,7 +94,12 @@ mod tests {
     fn round_trip() {
         let series = vec![SeriesSamples {
             labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
-            samples: vec![Sample::new(1000, 1.0), Sample::new(2000, crate::STALE_NAN), Sample::new(3000, -0.0), Sample::new(0, 0.0)],
+            samples: vec![
+                Sample::new(1000, 1.0),
+                Sample::new(2000, crate::STALE_NAN),
+                Sample::new(3000, -0.0),
+                Sample::new(0, 0.0),
+            ],
         }];
         let body = encode_write_request(&series);
         assert_eq!(decode_write_request(&body, 1 << 20).unwrap(), series);
@@ -100,13 +107,22 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        assert!(matches!(decode_write_request(b"not snappy at all", 1 << 20), Err(ModelError::Snappy { .. })));
+        assert!(matches!(
+            decode_write_request(b"not snappy at all", 1 << 20),
+            Err(ModelError::Snappy { .. })
+        ));
         let not_proto = snappy::compress(b"\xff\xff\xff\xff garbage");
-        assert!(matches!(decode_write_request(&not_proto, 1 << 20), Err(ModelError::Protobuf { .. })));
+        assert!(matches!(
+            decode_write_request(&not_proto, 1 << 20),
+            Err(ModelError::Protobuf { .. })
+        ));
         let no_name = encode_write_request(&[SeriesSamples {
             labels: Labels::from_pairs([("job", "a")]),
             samples: vec![Sample::new(1, 1.0)],
         }]);
-        assert!(matches!(decode_write_request(&no_name, 1 << 20), Err(ModelError::MissingMetricName { .. })));
+        assert!(matches!(
+            decode_write_request(&no_name, 1 << 20),
+            Err(ModelError::MissingMetricName { .. })
+        ));
     }
 }

@@ -36,7 +36,9 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
     // Encoding into a buffer sized by max_compress_len cannot fail for
     // inputs below snappy's 4 GiB block limit; fall back to an empty body
     // (which the receiver rejects) rather than panicking.
-    snap::raw::Encoder::new().compress_vec(data).unwrap_or_default()
+    snap::raw::Encoder::new()
+        .compress_vec(data)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -50,12 +52,21 @@ mod tests {
         assert_eq!(decompress(&c, 20_000).unwrap(), data);
         assert!(matches!(
             decompress(&c, 5_000),
-            Err(ModelError::TooLarge { what: "declared decompressed length", .. })
+            Err(ModelError::TooLarge {
+                what: "declared decompressed length",
+                ..
+            })
         ));
-        assert!(matches!(decompress(b"\xff\xff\xff\xff\xff\xff", 100), Err(ModelError::Snappy { .. })));
+        assert!(matches!(
+            decompress(b"\xff\xff\xff\xff\xff\xff", 100),
+            Err(ModelError::Snappy { .. })
+        ));
         assert!(matches!(
             decompress(&[0u8; 200], 100),
-            Err(ModelError::TooLarge { what: "compressed body", .. })
+            Err(ModelError::TooLarge {
+                what: "compressed body",
+                ..
+            })
         ));
     }
 }

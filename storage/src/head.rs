@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use fleetwatch_model::matcher::matches_all;
-use fleetwatch_model::remote_write::SeriesSamples;
-use fleetwatch_model::{Labels, MatchOp, Matcher, Sample, SeriesHash};
+use fleetwatch_model::remote_write::{raw, SeriesSamples};
+use fleetwatch_model::{Labels, MatchOp, Matcher, ModelError, Sample, SeriesHash};
 use parking_lot::RwLock;
 
 use crate::wal::{self, Record, ReplayReport, WalWriter};
@@ -103,15 +103,97 @@ struct Index {
     postings: HashMap<String, HashMap<String, Vec<u32>>>,
 }
 
+/// One change made by an append in progress, for rollback.
+#[derive(Debug, Clone, Copy)]
+enum Undo {
+    Pushed(u32),
+    Inserted(u32, usize),
+    Created(u32),
+}
+
+/// How a series of a prepared batch is identified.
+#[derive(Debug, Clone)]
+pub enum SeriesKey {
+    /// A series already in the head (found by its label bytes).
+    Known(u32),
+    /// A series not seen at preparation time, with validated labels.
+    New(Labels),
+}
+
+/// A decoded request ready for [`Head::append_prepared`]: series keys with
+/// ranges into one flat sample buffer.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedBatch {
+    series: Vec<(SeriesKey, u32, u32)>,
+    samples: Vec<Sample>,
+}
+
+impl PreparedBatch {
+    /// Number of samples in the batch.
+    pub fn num_samples(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Number of series entries in the batch.
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    fn push(&mut self, key: SeriesKey, samples: impl IntoIterator<Item = Sample>) {
+        let start = self.samples.len() as u32;
+        self.samples.extend(samples);
+        self.series.push((key, start, self.samples.len() as u32));
+    }
+}
+
 struct Job {
-    batch: Vec<SeriesSamples>,
+    batch: PreparedBatch,
     reply: mpsc::SyncSender<Result<AppendOutcome, StorageError>>,
+}
+
+/// Work for the writer thread.
+enum Msg {
+    Append(Job),
+    Checkpoint {
+        cut: Option<Arc<CutSet>>,
+        keep_from_ms: i64,
+        reply: mpsc::SyncSender<Result<CheckpointReport, StorageError>>,
+    },
+}
+
+/// The samples a block was cut from: per head series id, the sorted
+/// timestamps written into the block. A checkpoint drops exactly these
+/// from memory, so samples that arrived out of order while the block was
+/// being written are kept.
+#[derive(Debug, Default)]
+pub struct CutSet {
+    written: HashMap<u32, Vec<i64>>,
+}
+
+/// Series and samples collected from the head for a block.
+#[derive(Debug, Default)]
+pub struct HeadCut {
+    /// The series with their samples, for the block writer.
+    pub series: Vec<(Labels, Vec<Sample>)>,
+    /// What to drop from memory once the block is durable.
+    pub cut: Arc<CutSet>,
+}
+
+/// What a WAL checkpoint did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// In-memory samples dropped (older than the kept time).
+    pub samples_dropped: u64,
+    /// Samples rewritten into the checkpoint segment.
+    pub samples_kept: u64,
+    /// Old WAL segments deleted.
+    pub segments_deleted: usize,
 }
 
 /// The in-memory head with its WAL.
 pub struct Head {
     index: Arc<RwLock<Index>>,
-    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    sender: Mutex<Option<mpsc::Sender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<HeadStats>,
 }
@@ -146,91 +228,134 @@ impl Index {
         id
     }
 
-    /// Checks a whole request against the stored data and itself without
-    /// changing anything.
-    fn validate(&self, batch: &[SeriesSamples], window_ms: i64) -> Result<(), StorageError> {
-        // Series may repeat within a request: track what the request itself adds.
-        let mut pending: HashMap<&Labels, Vec<Sample>> = HashMap::new();
-        for s in batch {
-            let existing: &[Sample] = match self.lookup(s.labels.series_hash(), &s.labels) {
-                Some(id) => &self.series[id as usize].samples,
-                None => &[],
+    /// Applies one request: every sample is checked against the stored
+    /// data and the request's own earlier samples as it is applied, and on
+    /// the first bad sample everything this request changed is undone, so
+    /// a rejected request leaves nothing behind. Accepted changes are
+    /// buffered in `wal` (not yet committed).
+    fn apply_request(
+        &mut self,
+        batch: PreparedBatch,
+        window_ms: i64,
+        wal: &mut WalWriter,
+        undo: &mut Vec<Undo>,
+        logged: &mut Vec<(u64, Sample)>,
+    ) -> Result<AppendOutcome, StorageError> {
+        undo.clear();
+        logged.clear();
+        let mut out = AppendOutcome::default();
+        let PreparedBatch { series, samples } = batch;
+        for (key, start, end) in series {
+            let id = match key {
+                SeriesKey::Known(id) if (id as usize) < self.series.len() => id,
+                SeriesKey::Known(_) => {
+                    self.rollback(undo);
+                    return Err(StorageError::Unavailable {
+                        reason: "series id from a stale lookup".to_string(),
+                    });
+                }
+                SeriesKey::New(labels) => match self.lookup(labels.series_hash(), &labels) {
+                    Some(id) => id,
+                    None => {
+                        let id = self.create(labels);
+                        undo.push(Undo::Created(id));
+                        out.series_created += 1;
+                        id
+                    }
+                },
             };
-            let added = pending.entry(&s.labels).or_default();
-            for sample in &s.samples {
-                let newest = existing
-                    .last()
-                    .map(|x| x.timestamp_ms)
-                    .into_iter()
-                    .chain(added.iter().map(|x| x.timestamp_ms))
-                    .max();
-                if let Some(newest) = newest {
-                    if sample.timestamp_ms <= newest {
-                        let same = find_at(existing, sample.timestamp_ms).or_else(|| {
-                            added
-                                .iter()
-                                .find(|x| x.timestamp_ms == sample.timestamp_ms)
-                                .copied()
-                        });
-                        match same {
-                            Some(prev) if prev.value.to_bits() == sample.value.to_bits() => {
-                                continue
+            let range = samples.get(start as usize..end as usize).unwrap_or(&[]);
+            for &sample in range {
+                let stored = &mut self.series[id as usize].samples;
+                match stored.last() {
+                    Some(last) if sample.timestamp_ms <= last.timestamp_ms => {
+                        let newest = last.timestamp_ms;
+                        match stored.binary_search_by_key(&sample.timestamp_ms, |s| s.timestamp_ms)
+                        {
+                            Ok(i) if stored[i].value.to_bits() == sample.value.to_bits() => {
+                                out.duplicates_ignored += 1;
                             }
-                            Some(_) => {
+                            Ok(_) => {
+                                let series = self.series[id as usize].labels.to_string();
+                                self.rollback(undo);
                                 return Err(StorageError::DuplicateTimestamp {
-                                    series: s.labels.to_string(),
+                                    series,
                                     timestamp_ms: sample.timestamp_ms,
-                                })
+                                });
                             }
-                            None if newest - sample.timestamp_ms > window_ms => {
+                            Err(_) if newest - sample.timestamp_ms > window_ms => {
+                                let series = self.series[id as usize].labels.to_string();
+                                self.rollback(undo);
                                 return Err(StorageError::OutOfOrder {
-                                    series: s.labels.to_string(),
+                                    series,
                                     timestamp_ms: sample.timestamp_ms,
                                     newest_ms: newest,
                                     window_ms,
-                                })
+                                });
                             }
-                            None => {}
+                            Err(i) => {
+                                stored.insert(i, sample);
+                                undo.push(Undo::Inserted(id, i));
+                                logged.push((u64::from(id), sample));
+                            }
+                        }
+                    }
+                    _ => {
+                        stored.push(sample);
+                        undo.push(Undo::Pushed(id));
+                        logged.push((u64::from(id), sample));
+                    }
+                }
+            }
+        }
+        for u in undo.iter() {
+            if let Undo::Created(id) = u {
+                wal.add_series(u64::from(*id), &self.series[*id as usize].labels);
+            }
+        }
+        wal.add_samples(logged);
+        out.samples_stored = logged.len() as u64;
+        Ok(out)
+    }
+
+    /// Reverts the changes recorded in `undo`, newest first.
+    fn rollback(&mut self, undo: &mut Vec<Undo>) {
+        while let Some(u) = undo.pop() {
+            match u {
+                Undo::Pushed(id) => {
+                    self.series[id as usize].samples.pop();
+                }
+                Undo::Inserted(id, i) => {
+                    self.series[id as usize].samples.remove(i);
+                }
+                Undo::Created(id) => {
+                    // Series are created in id order, so the one to undo is the last.
+                    if let Some(s) = self.series.pop() {
+                        debug_assert_eq!(self.series.len(), id as usize);
+                        let hash = s.labels.series_hash();
+                        if let Some(ids) = self.by_hash.get_mut(&hash) {
+                            ids.retain(|&x| x != id);
+                            if ids.is_empty() {
+                                self.by_hash.remove(&hash);
+                            }
+                        }
+                        for l in s.labels.iter() {
+                            if let Some(values) = self.postings.get_mut(&l.name) {
+                                if let Some(ids) = values.get_mut(&l.value) {
+                                    ids.retain(|&x| x != id);
+                                    if ids.is_empty() {
+                                        values.remove(&l.value);
+                                    }
+                                }
+                                if values.is_empty() {
+                                    self.postings.remove(&l.name);
+                                }
+                            }
                         }
                     }
                 }
-                added.push(*sample);
             }
         }
-        Ok(())
-    }
-
-    /// Applies a validated request, logging new series and samples to `wal`.
-    fn apply(&mut self, batch: Vec<SeriesSamples>, wal: Option<&mut WalWriter>) -> AppendOutcome {
-        let mut out = AppendOutcome::default();
-        let mut logged: Vec<(u64, Sample)> = Vec::new();
-        let mut wal = wal;
-        for s in batch {
-            let hash = s.labels.series_hash();
-            let id = match self.lookup(hash, &s.labels) {
-                Some(id) => id,
-                None => {
-                    if let Some(w) = wal.as_deref_mut() {
-                        w.add_series(u64::from(self.series.len() as u32), &s.labels);
-                    }
-                    out.series_created += 1;
-                    self.create(s.labels)
-                }
-            };
-            let series = &mut self.series[id as usize];
-            for sample in s.samples {
-                if insert_sample(&mut series.samples, sample) {
-                    out.samples_stored += 1;
-                    logged.push((u64::from(id), sample));
-                } else {
-                    out.duplicates_ignored += 1;
-                }
-            }
-        }
-        if let Some(w) = wal {
-            w.add_samples(&logged);
-        }
-        out
     }
 
     fn candidates(&self, matchers: &[Matcher]) -> Vec<u32> {
@@ -274,13 +399,6 @@ impl Index {
             })
             .collect()
     }
-}
-
-fn find_at(samples: &[Sample], ts: i64) -> Option<Sample> {
-    samples
-        .binary_search_by_key(&ts, |s| s.timestamp_ms)
-        .ok()
-        .map(|i| samples[i])
 }
 
 /// Inserts in time order; returns false for a duplicate timestamp (the
@@ -381,7 +499,7 @@ impl Head {
         }
 
         let index = Arc::new(RwLock::new(index));
-        let (sender, receiver) = mpsc::channel::<Job>();
+        let (sender, receiver) = mpsc::channel::<Msg>();
         let writer = {
             let index = Arc::clone(&index);
             let stats = Arc::clone(&stats);
@@ -402,10 +520,52 @@ impl Head {
         })
     }
 
-    /// Appends a request durably: returns only after its WAL records are
-    /// fsynced. A request with any bad sample is rejected whole. Blocking:
-    /// call it from a blocking context.
+    /// Appends owned series durably (see [`Head::append_prepared`]).
     pub fn append(&self, batch: Vec<SeriesSamples>) -> Result<AppendOutcome, StorageError> {
+        let mut prepared = PreparedBatch::default();
+        for s in batch {
+            prepared.push(SeriesKey::New(s.labels), s.samples);
+        }
+        self.append_prepared(prepared)
+    }
+
+    /// Decodes a decompressed remote write 1.0 request without allocating
+    /// for series the head already holds: each series is found by a hash of
+    /// its label bytes and compared byte for byte; only unknown series get
+    /// owned, validated labels. The whole request is decoded and validated
+    /// before anything is stored.
+    pub fn prepare_remote_write(&self, request: &[u8]) -> Result<PreparedBatch, ModelError> {
+        let mut batch = PreparedBatch::default();
+        let index = self.index.read();
+        raw::for_each_series(request, |series| {
+            let summary = series.label_summary()?;
+            let mut key = None;
+            if summary.canonical {
+                if let Some(ids) = index.by_hash.get(&summary.hash) {
+                    for &id in ids {
+                        if series.labels_equal(&index.series[id as usize].labels)? {
+                            key = Some(SeriesKey::Known(id));
+                            break;
+                        }
+                    }
+                }
+            }
+            let key = match key {
+                Some(k) => k,
+                None => SeriesKey::New(series.to_labels()?),
+            };
+            let start = batch.samples.len() as u32;
+            series.for_each_sample(|t, v| batch.samples.push(Sample::new(t, v)))?;
+            batch.series.push((key, start, batch.samples.len() as u32));
+            Ok(())
+        })?;
+        Ok(batch)
+    }
+
+    /// Appends a prepared request durably: returns only after its WAL
+    /// records are fsynced. A request with any bad sample is rejected
+    /// whole. Blocking: call it from a blocking context.
+    pub fn append_prepared(&self, batch: PreparedBatch) -> Result<AppendOutcome, StorageError> {
         let (reply, rx) = mpsc::sync_channel(1);
         let sender = self
             .sender
@@ -414,9 +574,83 @@ impl Head {
             .clone()
             .ok_or_else(|| unavailable("head is closed"))?;
         sender
-            .send(Job { batch, reply })
+            .send(Msg::Append(Job { batch, reply }))
             .map_err(|_| unavailable("wal writer stopped"))?;
         rx.recv().map_err(|_| unavailable("wal writer stopped"))?
+    }
+
+    /// Drops in-memory samples older than `keep_from_ms` (they are durable
+    /// in a block now) and rewrites the WAL as one checkpoint segment
+    /// holding every series and the samples kept, then deletes the older
+    /// segments. Appends wait while it runs. Blocking.
+    pub fn checkpoint(&self, keep_from_ms: i64) -> Result<CheckpointReport, StorageError> {
+        self.send_checkpoint(None, keep_from_ms)
+    }
+
+    /// After a block written from `cut` is durable: drops from memory
+    /// exactly the samples written into it and rewrites the WAL (see
+    /// [`Head::checkpoint`]). Samples below the cut that arrived meanwhile stay.
+    pub fn checkpoint_cut(&self, cut: Arc<CutSet>) -> Result<CheckpointReport, StorageError> {
+        self.send_checkpoint(Some(cut), i64::MIN)
+    }
+
+    fn send_checkpoint(
+        &self,
+        cut: Option<Arc<CutSet>>,
+        keep_from_ms: i64,
+    ) -> Result<CheckpointReport, StorageError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let sender = self
+            .sender
+            .lock()
+            .map_err(|_| unavailable("writer lock poisoned"))?
+            .clone()
+            .ok_or_else(|| unavailable("head is closed"))?;
+        sender
+            .send(Msg::Checkpoint {
+                cut,
+                keep_from_ms,
+                reply,
+            })
+            .map_err(|_| unavailable("wal writer stopped"))?;
+        rx.recv().map_err(|_| unavailable("wal writer stopped"))?
+    }
+
+    /// Every series with its samples below `max_ms`, for cutting a block,
+    /// with the set of what was collected.
+    pub fn collect_before(&self, max_ms: i64) -> HeadCut {
+        let index = self.index.read();
+        let mut out = HeadCut::default();
+        let mut cut = CutSet::default();
+        for (id, s) in index.series.iter().enumerate() {
+            let hi = s.samples.partition_point(|x| x.timestamp_ms < max_ms);
+            if hi > 0 {
+                let samples = s.samples[..hi].to_vec();
+                cut.written
+                    .insert(id as u32, samples.iter().map(|x| x.timestamp_ms).collect());
+                out.series.push((s.labels.clone(), samples));
+            }
+        }
+        out.cut = Arc::new(cut);
+        out
+    }
+
+    /// The oldest and newest sample timestamps in the head, if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let index = self.index.read();
+        let min = index
+            .series
+            .iter()
+            .filter_map(|s| s.samples.first())
+            .map(|x| x.timestamp_ms)
+            .min()?;
+        let max = index
+            .series
+            .iter()
+            .filter_map(|s| s.samples.last())
+            .map(|x| x.timestamp_ms)
+            .max()?;
+        Some((min, max))
     }
 
     /// Stops the writer thread after it has finished queued appends.
@@ -479,17 +713,43 @@ fn unavailable(reason: &str) -> StorageError {
 }
 
 fn writer_loop(
-    receiver: mpsc::Receiver<Job>,
+    receiver: mpsc::Receiver<Msg>,
     index: Arc<RwLock<Index>>,
     mut wal: WalWriter,
     stats: Arc<HeadStats>,
     window_ms: i64,
 ) {
-    while let Ok(first) = receiver.recv() {
+    let mut undo = Vec::new();
+    let mut logged = Vec::new();
+    let mut deferred: Option<Msg> = None;
+    loop {
+        let first = match deferred.take() {
+            Some(m) => m,
+            None => match receiver.recv() {
+                Ok(m) => m,
+                Err(_) => return,
+            },
+        };
+        let first = match first {
+            Msg::Checkpoint {
+                cut,
+                keep_from_ms,
+                reply,
+            } => {
+                let result = checkpoint(&index, &mut wal, cut.as_deref(), keep_from_ms);
+                let _ = reply.send(result);
+                continue;
+            }
+            Msg::Append(job) => job,
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP_COMMIT_REQUESTS {
             match receiver.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(Msg::Append(j)) => jobs.push(j),
+                Ok(other) => {
+                    deferred = Some(other);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -497,11 +757,8 @@ fn writer_loop(
         {
             let mut idx = index.write();
             for job in jobs {
-                match idx.validate(&job.batch, window_ms) {
-                    Ok(()) => {
-                        let outcome = idx.apply(job.batch, Some(&mut wal));
-                        accepted.push((job.reply, outcome));
-                    }
+                match idx.apply_request(job.batch, window_ms, &mut wal, &mut undo, &mut logged) {
+                    Ok(outcome) => accepted.push((job.reply, outcome)),
                     Err(e) => {
                         stats.requests_rejected.fetch_add(1, Ordering::Relaxed);
                         let _ = job.reply.send(Err(e));
@@ -541,6 +798,69 @@ fn writer_loop(
             }
         }
     }
+}
+
+/// Bytes of WAL records buffered before a checkpoint commits a chunk.
+const CHECKPOINT_CHUNK_BYTES: usize = 8 << 20;
+
+fn checkpoint(
+    index: &RwLock<Index>,
+    wal: &mut WalWriter,
+    cut: Option<&CutSet>,
+    keep_from_ms: i64,
+) -> Result<CheckpointReport, StorageError> {
+    let mut report = CheckpointReport::default();
+    let mut idx = index.write();
+    for (id, s) in idx.series.iter_mut().enumerate() {
+        let before = s.samples.len();
+        let n = s.samples.partition_point(|x| x.timestamp_ms < keep_from_ms);
+        if n > 0 {
+            s.samples.drain(..n);
+        }
+        if let Some(written) = cut.and_then(|c| c.written.get(&(id as u32))) {
+            // Both sorted: drop the samples whose timestamps were written.
+            let mut w = written.iter().peekable();
+            s.samples.retain(|x| {
+                while w.next_if(|&&t| t < x.timestamp_ms).is_some() {}
+                w.next_if(|&&t| t == x.timestamp_ms).is_none()
+            });
+        }
+        report.samples_dropped += (before - s.samples.len()) as u64;
+    }
+    let first = wal.rotate()?;
+    for (id, s) in idx.series.iter().enumerate() {
+        wal.add_series(id as u64, &s.labels);
+        if wal.buffered_bytes() > CHECKPOINT_CHUNK_BYTES {
+            wal.commit()?;
+        }
+    }
+    let mut chunk: Vec<(u64, Sample)> = Vec::with_capacity(1 << 16);
+    for (id, s) in idx.series.iter().enumerate() {
+        for &x in &s.samples {
+            chunk.push((id as u64, x));
+            if chunk.len() == chunk.capacity() {
+                wal.add_samples(&chunk);
+                report.samples_kept += chunk.len() as u64;
+                chunk.clear();
+                if wal.buffered_bytes() > CHECKPOINT_CHUNK_BYTES {
+                    wal.commit()?;
+                }
+            }
+        }
+    }
+    wal.add_samples(&chunk);
+    report.samples_kept += chunk.len() as u64;
+    wal.commit()?;
+    drop(idx);
+    report.segments_deleted = wal.delete_segments_before(first)?;
+    tracing::info!(
+        keep_from_ms,
+        dropped = report.samples_dropped,
+        kept = report.samples_kept,
+        segments_deleted = report.segments_deleted,
+        "wal checkpoint written"
+    );
+    Ok(report)
 }
 
 impl Queryable for Head {

@@ -5,10 +5,14 @@
 //! The columnar block engine (Parquet) is built on top of this in a later
 //! stage; the traits here stay the boundary.
 
+pub mod block;
+pub mod compact;
+pub mod db;
 pub mod head;
 pub mod wal;
 
-pub use head::{Head, HeadOptions};
+pub use db::{Db, DbOptions, MaintenanceReport};
+pub use head::{CheckpointReport, CutSet, Head, HeadCut, HeadOptions, PreparedBatch, SeriesKey};
 
 use fleetwatch_model::{Labels, Matcher, Sample};
 

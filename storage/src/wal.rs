@@ -182,6 +182,39 @@ impl WalWriter {
         Ok(written)
     }
 
+    /// Bytes buffered and not yet committed.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Commits what is buffered and starts a new segment; returns its
+    /// number. Every record written afterwards lands in that segment or
+    /// later ones.
+    pub fn rotate(&mut self) -> Result<u64, StorageError> {
+        self.commit()?;
+        self.segment += 1;
+        let (file, _) = Self::open_segment(&self.dir, self.segment)?;
+        self.file = file;
+        self.segment_bytes = 0;
+        Ok(self.segment)
+    }
+
+    /// Deletes every segment numbered below `first_kept`.
+    pub fn delete_segments_before(&self, first_kept: u64) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        for n in list_segments(&self.dir)? {
+            if n < first_kept {
+                let path = segment_path(&self.dir, n);
+                fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+                deleted += 1;
+            }
+        }
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(deleted)
+    }
+
     /// Drops buffered records that were not committed.
     pub fn discard(&mut self) {
         self.buf.clear();

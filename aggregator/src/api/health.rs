@@ -20,11 +20,17 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if state.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "fleetwatch hub is Ready.\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "fleetwatch hub is not ready.\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "fleetwatch hub is not ready.\n",
+        )
     }
 }
 
 /// `GET /metrics`: the hub's own metrics.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], state.metrics.render(&state.head))
+    (
+        [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
+        state.metrics.render(&state.db),
+    )
 }

@@ -26,7 +26,8 @@ struct Selection {
 fn selection(params: &Params, require_match: bool) -> Result<Selection, ApiError> {
     let mut matcher_sets = Vec::new();
     for m in params.all("match[]") {
-        let set = fleetwatch_query::parse_series_selector(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+        let set = fleetwatch_query::parse_series_selector(m)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
         matcher_sets.push(set);
     }
     if require_match && matcher_sets.is_empty() {
@@ -35,7 +36,9 @@ fn selection(params: &Params, require_match: bool) -> Result<Selection, ApiError
     let start = params.time_or("start", MIN_TIME_MS)?;
     let end = params.time_or("end", MAX_TIME_MS)?;
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     Ok(Selection {
         matcher_sets,
@@ -50,14 +53,20 @@ fn selection(params: &Params, require_match: bool) -> Result<Selection, ApiError
 async fn gather<T, F>(state: &Arc<AppState>, sel: Selection, f: F) -> Result<Vec<T>, ApiError>
 where
     T: Ord + Send + 'static,
-    F: Fn(&dyn Queryable, &[Matcher], i64, i64) -> Result<Vec<T>, fleetwatch_storage::StorageError> + Send + 'static,
+    F: Fn(&dyn Queryable, &[Matcher], i64, i64) -> Result<Vec<T>, fleetwatch_storage::StorageError>
+        + Send
+        + 'static,
 {
-    let head = Arc::clone(&state.head);
+    let db = Arc::clone(&state.db);
     tokio::task::spawn_blocking(move || {
-        let sets = if sel.matcher_sets.is_empty() { vec![Vec::new()] } else { sel.matcher_sets };
+        let sets = if sel.matcher_sets.is_empty() {
+            vec![Vec::new()]
+        } else {
+            sel.matcher_sets
+        };
         let mut out = Vec::new();
         for set in &sets {
-            out.extend(f(head.as_ref(), set, sel.start, sel.end)?);
+            out.extend(f(db.as_ref(), set, sel.start, sel.end)?);
         }
         out.sort();
         out.dedup();
@@ -72,15 +81,27 @@ where
 }
 
 /// `GET|POST /api/v1/series`.
-pub async fn series(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn series(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let params = Params::collect(raw.as_deref(), &headers, &body);
     let sel = selection(&params, true)?;
     let series = gather(&state, sel, |q, m, s, e| q.series(m, s, e)).await?;
-    Ok(Json(success(Value::Array(series.iter().map(labels_json).collect()))))
+    Ok(Json(success(Value::Array(
+        series.iter().map(labels_json).collect(),
+    ))))
 }
 
 /// `GET|POST /api/v1/labels`.
-pub async fn labels(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn labels(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let params = Params::collect(raw.as_deref(), &headers, &body);
     let sel = selection(&params, false)?;
     let names = gather(&state, sel, |q, m, s, e| q.label_names(m, s, e)).await?;
@@ -99,7 +120,10 @@ pub async fn label_values(
     }
     let params = Params::collect(raw.as_deref(), &headers, &[]);
     let sel = selection(&params, false)?;
-    let values = gather(&state, sel, move |q, m, s, e| q.label_values(&name, m, s, e)).await?;
+    let values = gather(&state, sel, move |q, m, s, e| {
+        q.label_values(&name, m, s, e)
+    })
+    .await?;
     Ok(Json(success(json!(values))))
 }
 

@@ -22,7 +22,12 @@ use crate::params::{ms_to_secs, Params};
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// `GET|POST /api/v1/query`.
-pub async fn instant(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn instant(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let params = Params::collect(raw.as_deref(), &headers, &body);
     let result = run_instant(&state, &params).await;
     state.metrics.count_query("query", outcome(&result));
@@ -30,7 +35,12 @@ pub async fn instant(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery
 }
 
 /// `GET|POST /api/v1/query_range`.
-pub async fn range(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn range(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let params = Params::collect(raw.as_deref(), &headers, &body);
     let result = run_range(&state, &params).await;
     state.metrics.count_query("query_range", outcome(&result));
@@ -54,7 +64,9 @@ fn engine_for(state: &AppState, params: &Params) -> Result<Engine, ApiError> {
     let mut opts: EngineOptions = state.engine.clone();
     if let Some(t) = params.duration("timeout")? {
         if t <= 0 {
-            return Err(ApiError::bad_data("invalid parameter \"timeout\": timeout must be positive"));
+            return Err(ApiError::bad_data(
+                "invalid parameter \"timeout\": timeout must be positive",
+            ));
         }
         opts.timeout = opts.timeout.min(Duration::from_millis(t as u64));
     }
@@ -84,11 +96,12 @@ async fn run_instant(state: &Arc<AppState>, params: &Params) -> Result<Json<Valu
     let query = query_param(params)?;
     let time = params.time_or("time", now_ms())?;
     let engine = engine_for(state, params)?;
-    let head = Arc::clone(&state.head);
-    let value = tokio::task::spawn_blocking(move || engine.instant_query(head.as_ref(), &query, time))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(engine_error)?;
+    let db = Arc::clone(&state.db);
+    let value =
+        tokio::task::spawn_blocking(move || engine.instant_query(db.as_ref(), &query, time))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(engine_error)?;
     Ok(Json(success(render_value(&value))))
 }
 
@@ -103,7 +116,9 @@ async fn run_range(state: &Arc<AppState>, params: &Params) -> Result<Json<Value>
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"end\": missing"))
         .and_then(|_| params.time_or("end", 0))?;
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     let step = params
         .duration("step")?
@@ -119,11 +134,13 @@ async fn run_range(state: &Arc<AppState>, params: &Params) -> Result<Json<Value>
         ));
     }
     let engine = engine_for(state, params)?;
-    let head = Arc::clone(&state.head);
-    let value = tokio::task::spawn_blocking(move || engine.range_query(head.as_ref(), &query, start, end, step))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(engine_error)?;
+    let db = Arc::clone(&state.db);
+    let value = tokio::task::spawn_blocking(move || {
+        engine.range_query(db.as_ref(), &query, start, end, step)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(engine_error)?;
     Ok(Json(success(render_value(&value))))
 }
 
@@ -148,8 +165,14 @@ fn point(ts_ms: i64, v: f64) -> Value {
 /// Renders a query value as Prometheus's `data` object.
 pub fn render_value(value: &QueryValue) -> Value {
     match value {
-        QueryValue::Scalar { timestamp_ms, value } => json!({"resultType": "scalar", "result": point(*timestamp_ms, *value)}),
-        QueryValue::String { timestamp_ms, value } => {
+        QueryValue::Scalar {
+            timestamp_ms,
+            value,
+        } => json!({"resultType": "scalar", "result": point(*timestamp_ms, *value)}),
+        QueryValue::String {
+            timestamp_ms,
+            value,
+        } => {
             json!({"resultType": "string", "result": [ms_to_secs(*timestamp_ms), value]})
         }
         QueryValue::Vector(samples) => {
@@ -163,7 +186,11 @@ pub fn render_value(value: &QueryValue) -> Value {
             let result: Vec<Value> = series
                 .iter()
                 .map(|s| {
-                    let values: Vec<Value> = s.samples.iter().map(|p| point(p.timestamp_ms, p.value)).collect();
+                    let values: Vec<Value> = s
+                        .samples
+                        .iter()
+                        .map(|p| point(p.timestamp_ms, p.value))
+                        .collect();
                     json!({"metric": labels_json(&s.labels), "values": values})
                 })
                 .collect();

@@ -11,26 +11,36 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use fleetwatch_model::remote_write::{decode_write_request, SeriesSamples};
-use fleetwatch_model::ModelError;
+use fleetwatch_model::{snappy, ModelError};
 use fleetwatch_storage::StorageError;
 
 use crate::error::WriteError;
 use crate::hub::AppState;
 
 /// Handles one remote-write request.
-pub async fn remote_write(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<StatusCode, WriteError> {
+pub async fn remote_write(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, WriteError> {
     let result = handle(&state, &headers, body).await;
     match &result {
         Ok(_) => {
-            state.metrics.write_requests_ok.fetch_add(1, Ordering::Relaxed);
+            state
+                .metrics
+                .write_requests_ok
+                .fetch_add(1, Ordering::Relaxed);
         }
         Err((reason, _)) => state.metrics.count_rejected(reason),
     }
     result.map_err(|(_, e)| e)
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<StatusCode, (&'static str, WriteError)> {
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<StatusCode, (&'static str, WriteError)> {
     check_content_type(headers).map_err(|e| ("unsupported_media_type", e))?;
     let limit = state.config.limits.max_write_body_bytes;
     if let Some(len) = headers
@@ -39,22 +49,44 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Sta
         .and_then(|v| v.parse::<usize>().ok())
     {
         if len > limit {
-            return Err(("too_large", WriteError::bad_request(format!("request body of {len} bytes exceeds the limit of {limit} bytes"))));
+            return Err((
+                "too_large",
+                WriteError::bad_request(format!(
+                    "request body of {len} bytes exceeds the limit of {limit} bytes"
+                )),
+            ));
         }
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ("too_large", WriteError::bad_request(format!("request body exceeds the limit of {limit} bytes")))
+        (
+            "too_large",
+            WriteError::bad_request(format!("request body exceeds the limit of {limit} bytes")),
+        )
     })?;
-    let head = Arc::clone(&state.head);
-    let outcome = tokio::task::spawn_blocking(move || -> Result<u64, (&'static str, WriteError)> {
-        let series: Vec<SeriesSamples> = decode_write_request(&bytes, limit).map_err(|e| (model_reason(&e), WriteError::bad_request(e.to_string())))?;
-        let samples: u64 = series.iter().map(|s| s.samples.len() as u64).sum();
-        head.append(series).map_err(storage_error)?;
-        Ok(samples)
-    })
-    .await
-    .map_err(|e| ("internal", WriteError { status: StatusCode::INTERNAL_SERVER_ERROR, message: format!("write task failed: {e}") }))??;
-    state.metrics.write_samples_received.fetch_add(outcome, Ordering::Relaxed);
+    let head = Arc::clone(state.db.head());
+    let outcome =
+        tokio::task::spawn_blocking(move || -> Result<u64, (&'static str, WriteError)> {
+            let bad = |e: ModelError| (model_reason(&e), WriteError::bad_request(e.to_string()));
+            let request = snappy::decompress(&bytes, limit).map_err(bad)?;
+            let batch = head.prepare_remote_write(&request).map_err(bad)?;
+            let samples = batch.num_samples() as u64;
+            head.append_prepared(batch).map_err(storage_error)?;
+            Ok(samples)
+        })
+        .await
+        .map_err(|e| {
+            (
+                "internal",
+                WriteError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: format!("write task failed: {e}"),
+                },
+            )
+        })??;
+    state
+        .metrics
+        .write_samples_received
+        .fetch_add(outcome, Ordering::Relaxed);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -63,11 +95,16 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), WriteError> {
         status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
         message: m,
     };
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
         let ct = ct.trim();
         let (media, params) = ct.split_once(';').unwrap_or((ct, ""));
         if media.trim() != "application/x-protobuf" {
-            return Err(unsupported(format!("unsupported content type {ct:?}: expected application/x-protobuf")));
+            return Err(unsupported(format!(
+                "unsupported content type {ct:?}: expected application/x-protobuf"
+            )));
         }
         let proto = params
             .split(';')
@@ -81,9 +118,14 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), WriteError> {
             }
         }
     }
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+    if let Some(enc) = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
         if !enc.eq_ignore_ascii_case("snappy") {
-            return Err(unsupported(format!("unsupported content encoding {enc:?}: expected snappy")));
+            return Err(unsupported(format!(
+                "unsupported content encoding {enc:?}: expected snappy"
+            )));
         }
     }
     Ok(())
@@ -95,7 +137,9 @@ fn model_reason(e: &ModelError) -> &'static str {
         ModelError::Protobuf { .. } => "invalid_protobuf",
         ModelError::TooLarge { .. } => "too_large",
         ModelError::MissingMetricName { .. } => "missing_metric_name",
-        ModelError::InvalidLabelName { .. } | ModelError::InvalidMetricName { .. } | ModelError::DuplicateLabel { .. } => "invalid_labels",
+        ModelError::InvalidLabelName { .. }
+        | ModelError::InvalidMetricName { .. }
+        | ModelError::DuplicateLabel { .. } => "invalid_labels",
         _ => "invalid",
     }
 }

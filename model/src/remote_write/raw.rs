@@ -1,0 +1,319 @@
+//! An allocation-free walk over a decompressed remote write 1.0
+//! `WriteRequest`: series are visited as borrowed views of the request
+//! buffer, so the write path can find a known series by a hash of its label
+//! bytes and allocate only for series it has not seen.
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::{Label, Labels, ModelError, SeriesHash};
+
+const WIRE_VARINT: u8 = 0;
+const WIRE_FIXED64: u8 = 1;
+const WIRE_LEN: u8 = 2;
+const WIRE_FIXED32: u8 = 5;
+
+fn malformed(reason: &str) -> ModelError {
+    ModelError::Protobuf {
+        message: "prometheus.WriteRequest",
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads a base-128 varint at `*pos`.
+fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, ModelError> {
+    let mut out: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos).ok_or_else(|| malformed("truncated varint"))?;
+        *pos += 1;
+        out |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(out);
+        }
+    }
+    Err(malformed("varint longer than 10 bytes"))
+}
+
+/// One field: length-delimited payloads as slices, scalars as raw values.
+enum Field<'a> {
+    Bytes(u32, &'a [u8]),
+    Varint(u32, u64),
+    Fixed64(u32, u64),
+    Other,
+}
+
+fn next_field<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Field<'a>, ModelError> {
+    let key = varint(buf, pos)?;
+    let number = (key >> 3) as u32;
+    if number == 0 {
+        return Err(malformed("field number 0"));
+    }
+    match (key & 7) as u8 {
+        WIRE_VARINT => Ok(Field::Varint(number, varint(buf, pos)?)),
+        WIRE_FIXED64 => {
+            let b = buf
+                .get(*pos..*pos + 8)
+                .ok_or_else(|| malformed("truncated fixed64"))?;
+            *pos += 8;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Ok(Field::Fixed64(number, u64::from_le_bytes(a)))
+        }
+        WIRE_LEN => {
+            let len =
+                usize::try_from(varint(buf, pos)?).map_err(|_| malformed("length overflows"))?;
+            let end = pos
+                .checked_add(len)
+                .ok_or_else(|| malformed("length overflows"))?;
+            let b = buf
+                .get(*pos..end)
+                .ok_or_else(|| malformed("length runs past the end of the message"))?;
+            *pos = end;
+            Ok(Field::Bytes(number, b))
+        }
+        WIRE_FIXED32 => {
+            if *pos + 4 > buf.len() {
+                return Err(malformed("truncated fixed32"));
+            }
+            *pos += 4;
+            Ok(Field::Other)
+        }
+        w => Err(malformed(&format!("unsupported wire type {w}"))),
+    }
+}
+
+/// A borrowed view of one `TimeSeries` inside a request buffer.
+#[derive(Clone, Copy)]
+pub struct RawSeries<'a> {
+    msg: &'a [u8],
+}
+
+/// What a walk over a series' labels found.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelSummary {
+    /// Hash over the label bytes in wire order; equal to
+    /// [`Labels::series_hash`] when `canonical` is true.
+    pub hash: SeriesHash,
+    /// True when names are strictly ascending and no value is empty, so the
+    /// wire order is the canonical order.
+    pub canonical: bool,
+    /// Number of labels.
+    pub count: usize,
+}
+
+impl<'a> RawSeries<'a> {
+    /// Visits the label pairs as raw bytes, in wire order.
+    pub fn for_each_label(&self, mut f: impl FnMut(&'a [u8], &'a [u8])) -> Result<(), ModelError> {
+        let mut pos = 0;
+        while pos < self.msg.len() {
+            if let Field::Bytes(1, label) = next_field(self.msg, &mut pos)? {
+                let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+                let mut lp = 0;
+                while lp < label.len() {
+                    match next_field(label, &mut lp)? {
+                        Field::Bytes(1, b) => name = b,
+                        Field::Bytes(2, b) => value = b,
+                        _ => {}
+                    }
+                }
+                f(name, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hashes the labels without allocating and says whether they are in
+    /// canonical order.
+    pub fn label_summary(&self) -> Result<LabelSummary, ModelError> {
+        let mut hasher = Xxh3::new();
+        let mut prev: Option<&[u8]> = None;
+        let mut canonical = true;
+        let mut count = 0;
+        self.for_each_label(|name, value| {
+            hasher.update(name);
+            hasher.update(&[0xff]);
+            hasher.update(value);
+            hasher.update(&[0xff]);
+            if value.is_empty() || prev.is_some_and(|p| p >= name) {
+                canonical = false;
+            }
+            prev = Some(name);
+            count += 1;
+        })?;
+        Ok(LabelSummary {
+            hash: SeriesHash(hasher.digest()),
+            canonical,
+            count,
+        })
+    }
+
+    /// True when the labels, in wire order, equal `labels` byte for byte.
+    pub fn labels_equal(&self, labels: &Labels) -> Result<bool, ModelError> {
+        let mut it = labels.iter();
+        let mut equal = true;
+        self.for_each_label(|name, value| {
+            if !equal {
+                return;
+            }
+            match it.next() {
+                Some(l) if l.name.as_bytes() == name && l.value.as_bytes() == value => {}
+                _ => equal = false,
+            }
+        })?;
+        Ok(equal && it.next().is_none())
+    }
+
+    /// Builds validated, owned labels (the slow path, for a new series):
+    /// UTF-8 checked, names validated, sorted, a metric name required.
+    pub fn to_labels(&self) -> Result<Labels, ModelError> {
+        let mut out = Vec::new();
+        let mut bad_utf8 = false;
+        self.for_each_label(|name, value| {
+            match (std::str::from_utf8(name), std::str::from_utf8(value)) {
+                (Ok(n), Ok(v)) => out.push(Label::new(n, v)),
+                _ => bad_utf8 = true,
+            }
+        })?;
+        if bad_utf8 {
+            return Err(malformed("label is not valid UTF-8"));
+        }
+        let labels = Labels::new(out)?;
+        if labels.metric_name().is_none() {
+            return Err(ModelError::MissingMetricName {
+                labels: labels.to_string(),
+            });
+        }
+        Ok(labels)
+    }
+
+    /// Visits the samples as `(timestamp_ms, value)`.
+    pub fn for_each_sample(&self, mut f: impl FnMut(i64, f64)) -> Result<(), ModelError> {
+        let mut pos = 0;
+        while pos < self.msg.len() {
+            if let Field::Bytes(2, sample) = next_field(self.msg, &mut pos)? {
+                let (mut ts, mut bits) = (0i64, 0u64);
+                let mut sp = 0;
+                while sp < sample.len() {
+                    match next_field(sample, &mut sp)? {
+                        Field::Fixed64(1, v) => bits = v,
+                        Field::Varint(2, v) => ts = v as i64,
+                        _ => {}
+                    }
+                }
+                f(ts, f64::from_bits(bits));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Visits every `TimeSeries` of a decompressed `WriteRequest` in order.
+/// Fields other than `timeseries` (metadata) are skipped.
+pub fn for_each_series<'a>(
+    request: &'a [u8],
+    mut f: impl FnMut(RawSeries<'a>) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
+    let mut pos = 0;
+    while pos < request.len() {
+        if let Field::Bytes(1, msg) = next_field(request, &mut pos)? {
+            f(RawSeries { msg })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::prompb;
+
+    fn request(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Vec<u8> {
+        prompb::WriteRequest {
+            timeseries: vec![prompb::TimeSeries {
+                labels: labels
+                    .iter()
+                    .map(|(n, v)| prompb::Label {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+                samples: samples
+                    .iter()
+                    .map(|&(t, v)| prompb::Sample {
+                        value: v,
+                        timestamp: t,
+                    })
+                    .collect(),
+            }],
+            metadata: vec![prompb::MetricMetadata {
+                r#type: 1,
+                metric_family_name: "x".into(),
+                help: "h".into(),
+                unit: String::new(),
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn walk_matches_owned_decode() {
+        let buf = request(
+            &[("__name__", "up"), ("job", "a")],
+            &[(1000, 1.5), (2000, crate::STALE_NAN), (-5, -0.0)],
+        );
+        let mut seen = 0;
+        for_each_series(&buf, |s| {
+            seen += 1;
+            let sum = s.label_summary()?;
+            let labels = s.to_labels()?;
+            assert!(sum.canonical);
+            assert_eq!(sum.hash, labels.series_hash());
+            assert!(s.labels_equal(&labels)?);
+            assert!(!s.labels_equal(&Labels::from_pairs([("__name__", "up")]))?);
+            let mut samples = Vec::new();
+            s.for_each_sample(|t, v| samples.push(crate::Sample::new(t, v)))?;
+            assert_eq!(
+                samples,
+                vec![
+                    crate::Sample::new(1000, 1.5),
+                    crate::Sample::new(2000, crate::STALE_NAN),
+                    crate::Sample::new(-5, -0.0)
+                ]
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn unsorted_labels_are_not_canonical() {
+        let buf = request(&[("job", "a"), ("__name__", "up")], &[(1, 1.0)]);
+        for_each_series(&buf, |s| {
+            assert!(!s.label_summary()?.canonical);
+            assert_eq!(s.to_labels()?.to_string(), "up{job=\"a\"}");
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn malformed_input_errors_not_panics() {
+        let buf = request(&[("__name__", "up")], &[(1, 1.0)]);
+        for cut in 0..buf.len() {
+            let _ = for_each_series(&buf[..cut], |s| {
+                s.label_summary()?;
+                s.for_each_sample(|_, _| {})
+            });
+        }
+        let junk: [&[u8]; 3] = [
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x0a\xff\xff\xff\xff\x0f",
+            b"\x00",
+        ];
+        for j in junk {
+            assert!(for_each_series(j, |_| Ok(())).is_err());
+        }
+    }
+}
