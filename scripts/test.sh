@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fleetwatch test, on a fresh machine too: installs the real
 # peers the end-to-end tests use (Prometheus and promtool from Debian's
-# packages) when they are missing, then checks formatting and lints and
+# packages, pyarrow from PyPI) when they are missing, then checks formatting and lints and
 # runs the whole workspace's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,12 @@ if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# pyarrow: an independent Parquet reader, to check that blocks open outside fleetwatch.
+if ! python3 -c "import pyarrow" >/dev/null 2>&1; then
+  echo "test.sh: installing pyarrow"
+  python3 -m pip install --quiet pyarrow
 fi
 
 echo "test.sh: cargo fmt --check"

@@ -5,6 +5,8 @@
 mod e2e {
     pub mod bad_input;
     pub mod cli;
+    pub mod corruption;
+    pub mod crash;
     pub mod demo;
     pub mod peers;
     pub mod pipeline;

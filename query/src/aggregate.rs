@@ -3,9 +3,8 @@
 //! `limitk` and `limit_ratio`, with `by`/`without` grouping.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
-use fleetwatch_model::{exposition::format_value, is_valid_label_name, Labels};
+use fleetwatch_model::{exposition::format_value, is_valid_label_name, Labels, METRIC_NAME};
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX, T_MIN,
     T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
@@ -14,6 +13,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::error::{QueryError, Result};
 use crate::eval::Evaluator;
+use crate::hash::{labels_hash_by, FastMap};
 use crate::stats;
 use crate::value::{VSample, Value};
 
@@ -26,12 +26,25 @@ fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     }
 }
 
+/// A hash of the group key, computed without building it.
+fn group_hash(labels: &Labels, modifier: &Option<LabelModifier>, buf: &mut Vec<u8>) -> u64 {
+    let included = |name: &str| match modifier {
+        None => false,
+        Some(LabelModifier::Include(ls)) => ls.labels.iter().any(|n| n == name),
+        Some(LabelModifier::Exclude(ls)) => {
+            name != METRIC_NAME && !ls.labels.iter().any(|n| n == name)
+        }
+    };
+    labels_hash_by(labels, buf, |l| included(&l.name))
+}
+
 /// Splits `input` into groups in order of first appearance.
 fn group(input: Vec<VSample>, modifier: &Option<LabelModifier>) -> Vec<(Labels, Vec<VSample>)> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: FastMap<u64, usize> = FastMap::default();
     let mut groups: Vec<(Labels, Vec<VSample>)> = Vec::new();
+    let mut buf = Vec::new();
     for s in input {
-        let key = group_key(&s.labels, modifier);
+        let key = group_hash(&s.labels, modifier, &mut buf);
         match index.get(&key) {
             Some(&i) => {
                 if let Some(g) = groups.get_mut(i) {
@@ -39,8 +52,8 @@ fn group(input: Vec<VSample>, modifier: &Option<LabelModifier>) -> Vec<(Labels, 
                 }
             }
             None => {
-                index.insert(key.clone(), groups.len());
-                groups.push((key, vec![s]));
+                index.insert(key, groups.len());
+                groups.push((group_key(&s.labels, modifier), vec![s]));
             }
         }
     }
@@ -64,13 +77,26 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     };
     let input = ev.eval_vector(&a.expr, t)?;
     let groups = group(input, &a.modifier);
-    let mk = |labels: Labels, value: f64| VSample { labels, value, ts: t };
+    // The output drops the metric name when any input of the group does
+    // (only visible when grouping by `__name__`).
+    let mk = |labels: Labels, value: f64, g: &[VSample]| VSample {
+        drop_name: g.iter().any(|s| s.drop_name),
+        ..VSample::new(labels, value, t)
+    };
     let mut out = Vec::new();
     match op {
-        T_SUM => out.extend(groups.into_iter().map(|(k, g)| mk(k, stats::kahan_sum(g.iter().map(|s| s.value))))),
-        T_AVG => out.extend(groups.into_iter().map(|(k, g)| mk(k, stats::kahan_mean(g.iter().map(|s| s.value))))),
-        T_COUNT => out.extend(groups.into_iter().map(|(k, g)| mk(k, g.len() as f64))),
-        T_GROUP => out.extend(groups.into_iter().map(|(k, _)| mk(k, 1.0))),
+        T_SUM => out.extend(
+            groups
+                .into_iter()
+                .map(|(k, g)| mk(k, stats::kahan_sum(g.iter().map(|s| s.value)), &g)),
+        ),
+        T_AVG => out.extend(
+            groups
+                .into_iter()
+                .map(|(k, g)| mk(k, stats::kahan_mean(g.iter().map(|s| s.value)), &g)),
+        ),
+        T_COUNT => out.extend(groups.into_iter().map(|(k, g)| mk(k, g.len() as f64, &g))),
+        T_GROUP => out.extend(groups.into_iter().map(|(k, g)| mk(k, 1.0, &g))),
         T_MIN | T_MAX => out.extend(groups.into_iter().map(|(k, g)| {
             let v = g.iter().map(|s| s.value).fold(f64::NAN, |acc, v| {
                 let better = if op == T_MIN { acc > v } else { acc < v };
@@ -80,19 +106,18 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
                     acc
                 }
             });
-            mk(k, v)
+            mk(k, v, &g)
         })),
         T_STDDEV | T_STDVAR => out.extend(groups.into_iter().map(|(k, g)| {
             let var = welford(g.iter().map(|s| s.value));
-            mk(k, if op == T_STDDEV { var.sqrt() } else { var })
+            mk(k, if op == T_STDDEV { var.sqrt() } else { var }, &g)
         })),
         T_QUANTILE => {
             let q = scalar_param.unwrap_or(f64::NAN);
-            out.extend(
-                groups
-                    .into_iter()
-                    .map(|(k, g)| mk(k, stats::quantile(q, g.iter().map(|s| s.value).collect()))),
-            );
+            out.extend(groups.into_iter().map(|(k, g)| {
+                let v = stats::quantile(q, g.iter().map(|s| s.value).collect());
+                mk(k, v, &g)
+            }));
         }
         T_TOPK | T_BOTTOMK | T_LIMITK => {
             let k = int_param(scalar_param)?;
@@ -113,7 +138,11 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
             }
             let r = r.clamp(-1.0, 1.0);
             for (_, g) in groups {
-                out.extend(g.into_iter().filter(|s| ratio_keep(&s.labels, r)).map(|s| VSample { ts: t, ..s }));
+                out.extend(
+                    g.into_iter()
+                        .filter(|s| ratio_keep(&s.labels, r))
+                        .map(|s| VSample { ts: t, ..s }),
+                );
             }
         }
         T_COUNT_VALUES => {
@@ -121,21 +150,32 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
             if !is_valid_label_name(&name) {
                 return Err(QueryError::exec(format!("invalid label name {name:?}")));
             }
+            // Counted per output label set: when the new label overwrites
+            // a grouping label, groups can merge (as in Prometheus).
+            let mut index: FastMap<Labels, usize> = FastMap::default();
+            let mut counts: Vec<(Labels, usize, bool)> = Vec::new();
             for (k, g) in groups {
-                let mut counts: Vec<(String, usize)> = Vec::new();
-                for s in g {
-                    let v = format_value(s.value);
-                    match counts.iter_mut().find(|(x, _)| *x == v) {
-                        Some((_, c)) => *c += 1,
-                        None => counts.push((v, 1)),
+                for s in &g {
+                    let mut labels = k.clone();
+                    labels.set(&name, &format_value(s.value));
+                    match index.get(&labels) {
+                        Some(&i) => {
+                            if let Some(c) = counts.get_mut(i) {
+                                c.1 += 1;
+                                c.2 |= s.drop_name;
+                            }
+                        }
+                        None => {
+                            index.insert(labels.clone(), counts.len());
+                            counts.push((labels, 1, s.drop_name));
+                        }
                     }
                 }
-                for (v, c) in counts {
-                    let mut labels = k.clone();
-                    labels.set(&name, &v);
-                    out.push(mk(labels, c as f64));
-                }
             }
+            out.extend(counts.into_iter().map(|(labels, c, drop_name)| VSample {
+                drop_name,
+                ..VSample::new(labels, c as f64, t)
+            }));
         }
         _ => {
             return Err(QueryError::exec(format!(
@@ -148,10 +188,13 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
 }
 
 /// Population variance as Prometheus's `stddev`/`stdvar` aggregation
-/// computes it (Welford's algorithm).
+/// computes it (Welford's algorithm); NaN when any value is NaN or infinite.
 fn welford(values: impl Iterator<Item = f64>) -> f64 {
     let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
     for v in values {
+        if !v.is_finite() {
+            return f64::NAN;
+        }
         n += 1.0;
         if n == 1.0 {
             mean = v;

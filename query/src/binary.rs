@@ -2,7 +2,8 @@
 //! operators, and vector matching with `on`/`ignoring` and
 //! `group_left`/`group_right`.
 
-use std::collections::{HashMap, HashSet};
+use fleetwatch_model::labels::escape_label_value;
+use std::sync::Arc;
 
 use fleetwatch_model::{Labels, METRIC_NAME};
 use promql_parser::parser::token::{
@@ -13,6 +14,7 @@ use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::error::{QueryError, Result};
 use crate::eval::Evaluator;
+use crate::hash::{labels_hash_by, FastMap, FastSet};
 use crate::value::{VSample, Value};
 
 /// True for the operators whose result drops the metric name.
@@ -41,7 +43,11 @@ pub(crate) fn apply(op: TokenId, l: f64, r: f64) -> Result<(f64, bool)> {
         T_LSS => (l, l < r),
         T_GTE => (l, l >= r),
         T_LTE => (l, l <= r),
-        _ => return Err(QueryError::exec(format!("operator not allowed in float operations: {op}"))),
+        _ => {
+            return Err(QueryError::exec(format!(
+                "operator not allowed in float operations: {op}"
+            )))
+        }
     })
 }
 
@@ -99,12 +105,12 @@ fn vector_scalar(
             keep = true;
         }
         if keep {
-            let labels = if is_arithmetic(op) || return_bool {
-                e.labels.without_metric_name()
-            } else {
-                e.labels
-            };
-            out.push(VSample { labels, value, ts: t });
+            out.push(VSample {
+                labels: e.labels,
+                value,
+                ts: t,
+                drop_name: e.drop_name || is_arithmetic(op) || return_bool,
+            });
         }
     }
     Ok(Value::Vector(out))
@@ -134,37 +140,60 @@ impl Matching<'_> {
         }
     }
 
-    /// The labels two series must share to match.
-    fn signature(&self, l: &Labels) -> Labels {
+    fn includes(&self, name: &str) -> bool {
         if self.on {
-            l.keep_only(self.names)
+            self.names.iter().any(|n| n == name)
         } else {
-            l.drop_names(self.names).without_metric_name()
+            name != METRIC_NAME && !self.names.iter().any(|n| n == name)
         }
+    }
+
+    /// A hash of the labels two series must share to match.
+    fn signature(&self, l: &Labels, buf: &mut Vec<u8>) -> u64 {
+        labels_hash_by(l, buf, |x| self.includes(&x.name))
+    }
+
+    /// The labels two series must share to match (for messages).
+    fn signature_labels(&self, l: &Labels) -> Labels {
+        Labels::from_pairs(
+            l.iter()
+                .filter(|x| self.includes(&x.name))
+                .map(|x| (x.name.clone(), x.value.clone())),
+        )
     }
 }
 
 fn set_op(op: TokenId, b: &BinaryExpr, lhs: Vec<VSample>, rhs: Vec<VSample>) -> Vec<VSample> {
     let m = Matching::of(b);
+    let mut buf = Vec::new();
     match op {
         T_LAND => {
-            let right: HashSet<Labels> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
+            let right: FastSet<u64> = rhs
+                .iter()
+                .map(|s| m.signature(&s.labels, &mut buf))
+                .collect();
             lhs.into_iter()
-                .filter(|s| right.contains(&m.signature(&s.labels)))
+                .filter(|s| right.contains(&m.signature(&s.labels, &mut buf)))
                 .collect()
         }
         T_LUNLESS => {
-            let right: HashSet<Labels> = rhs.iter().map(|s| m.signature(&s.labels)).collect();
+            let right: FastSet<u64> = rhs
+                .iter()
+                .map(|s| m.signature(&s.labels, &mut buf))
+                .collect();
             lhs.into_iter()
-                .filter(|s| !right.contains(&m.signature(&s.labels)))
+                .filter(|s| !right.contains(&m.signature(&s.labels, &mut buf)))
                 .collect()
         }
         _ => {
-            let left: HashSet<Labels> = lhs.iter().map(|s| m.signature(&s.labels)).collect();
+            let left: FastSet<u64> = lhs
+                .iter()
+                .map(|s| m.signature(&s.labels, &mut buf))
+                .collect();
             let mut out = lhs;
             out.extend(
                 rhs.into_iter()
-                    .filter(|s| !left.contains(&m.signature(&s.labels))),
+                    .filter(|s| !left.contains(&m.signature(&s.labels, &mut buf))),
             );
             out
         }
@@ -180,6 +209,7 @@ fn vector_vector(
     t: i64,
 ) -> Result<Vec<VSample>> {
     let m = Matching::of(b);
+    let mut buf = Vec::new();
     let card = b
         .modifier
         .as_ref()
@@ -193,53 +223,131 @@ fn vector_vector(
     let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
     // Index the "one" side by signature; duplicates there are an error.
-    let mut one_side: HashMap<Labels, &VSample> = HashMap::with_capacity(one.len());
+    let mut one_side: FastMap<u64, &VSample> = FastMap::default();
     for s in &one {
-        let sig = m.signature(&s.labels);
+        let sig = m.signature(&s.labels, &mut buf);
         if let Some(prev) = one_side.get(&sig) {
             let side = if swapped { "left" } else { "right" };
             return Err(QueryError::exec(format!(
-                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                prev.labels, s.labels
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                prom_string(&m.signature_labels(&s.labels)),
+                prom_string(&prev.labels),
+                prom_string(&s.labels)
             )));
         }
         one_side.insert(sig, s);
     }
     let mut out = Vec::new();
-    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
-    for ms in many {
-        let sig = m.signature(&ms.labels);
-        let Some(os) = one_side.get(&sig) else {
-            continue;
+    // One-to-one: the match groups used. Otherwise: (group, result labels
+    // hash) pairs produced.
+    let mut matched_groups: FastSet<u64> = FastSet::default();
+    let mut matched_results: FastSet<(u64, u64)> = FastSet::default();
+    // fill()/fill_left()/fill_right(): values standing in for a missing
+    // match. As in Prometheus they refer to the sides after the swap that
+    // group_right implies: `rhs` fills the "one" side, `lhs` the "many".
+    let fill = b
+        .modifier
+        .as_ref()
+        .map(|m| m.fill_values.clone())
+        .unwrap_or_default();
+    let mut many_sigs: FastSet<u64> = FastSet::default();
+    let no_labels = Labels::empty();
+    for ms in &many {
+        let sig = m.signature(&ms.labels, &mut buf);
+        if fill.lhs.is_some() {
+            many_sigs.insert(sig);
+        }
+        let (one_value, one_labels) = match one_side.get(&sig) {
+            Some(os) => (os.value, Some(&*os.labels)),
+            None => match fill.rhs {
+                Some(v) => (v, None),
+                None => continue,
+            },
         };
         let (l, r) = if swapped {
-            (os.value, ms.value)
+            (one_value, ms.value)
         } else {
-            (ms.value, os.value)
+            (ms.value, one_value)
         };
+        // Checked before filtering, as Prometheus does.
+        if one_to_one && !matched_groups.insert(sig) {
+            return Err(QueryError::exec(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+            ));
+        }
         let (mut value, keep) = apply(op, l, r)?;
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
         } else if !keep {
             continue;
         }
-        let labels = result_labels(&ms.labels, &os.labels, op, return_bool, &m, one_to_one, include);
-        let inserted = matched.entry(sig).or_default();
-        if one_to_one {
-            if !inserted.is_empty() {
-                return Err(QueryError::exec(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
-                ));
-            }
-        } else if inserted.contains(&labels) {
+        let labels = if one_to_one && !m.on && m.names.is_empty() {
+            // Plain one-to-one matching keeps the left labels as they are.
+            Arc::clone(&ms.labels)
+        } else {
+            Arc::new(result_labels(
+                &ms.labels,
+                one_labels.unwrap_or(&no_labels),
+                &m,
+                one_to_one,
+                include,
+            ))
+        };
+        if !one_to_one && !matched_results.insert((sig, hash_labels(&labels, &mut buf))) {
             return Err(QueryError::exec(
                 "multiple matches for labels: grouping labels must ensure unique matches",
             ));
         }
-        inserted.insert(labels.clone());
-        out.push(VSample { labels, value, ts: t });
+        let drop_name = ms.drop_name || is_arithmetic(op) || return_bool;
+        out.push(VSample {
+            labels,
+            value,
+            ts: t,
+            drop_name,
+        });
+    }
+    // "One" side series without a match on the "many" side, when filled:
+    // the result carries the match group's labels.
+    if let Some(fv) = fill.lhs {
+        for os in &one {
+            let sig = m.signature(&os.labels, &mut buf);
+            if many_sigs.contains(&sig) {
+                continue;
+            }
+            let (l, r) = if swapped {
+                (os.value, fv)
+            } else {
+                (fv, os.value)
+            };
+            let (mut value, keep) = apply(op, l, r)?;
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            out.push(VSample {
+                labels: Arc::new(m.signature_labels(&os.labels)),
+                value,
+                ts: t,
+                drop_name: true,
+            });
+        }
     }
     Ok(out)
+}
+
+fn hash_labels(l: &Labels, buf: &mut Vec<u8>) -> u64 {
+    labels_hash_by(l, buf, |_| true)
+}
+
+/// Renders labels as Prometheus's `labels.Labels.String()` does:
+/// `{__name__="x", a="b"}`.
+fn prom_string(l: &Labels) -> String {
+    let parts: Vec<String> = l
+        .iter()
+        .map(|x| format!("{}=\"{}\"", x.name, escape_label_value(&x.value)))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
 }
 
 /// The labels of a vector-vector result element (Prometheus's
@@ -247,23 +355,15 @@ fn vector_vector(
 fn result_labels(
     many: &Labels,
     one: &Labels,
-    op: TokenId,
-    return_bool: bool,
     m: &Matching<'_>,
     one_to_one: bool,
     include: &[String],
 ) -> Labels {
-    let mut out = many.clone();
-    if is_arithmetic(op) || return_bool {
-        out.remove(METRIC_NAME);
-    }
-    if one_to_one {
-        out = if m.on {
-            out.keep_only(m.names)
-        } else {
-            out.drop_names(m.names)
-        };
-    }
+    let mut out = match (one_to_one, m.on) {
+        (true, true) => many.keep_only(m.names),
+        (true, false) => many.drop_names(m.names),
+        (false, _) => many.clone(),
+    };
     for name in include {
         match one.get(name) {
             Some(v) => out.set(name, v),

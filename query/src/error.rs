@@ -96,7 +96,13 @@ mod tests {
         assert_eq!(p.error_type(), "bad_data");
         assert_eq!(p.to_string(), "1:5: parse error: unexpected end of input");
         assert_eq!(QueryError::exec("x").error_type(), "execution");
-        assert_eq!(QueryError::Timeout { stage: "query execution" }.error_type(), "timeout");
+        assert_eq!(
+            QueryError::Timeout {
+                stage: "query execution"
+            }
+            .error_type(),
+            "timeout"
+        );
         let t = QueryError::TooManySamples {
             stage: "query execution",
         };

@@ -5,13 +5,21 @@ mod preload;
 mod selector;
 mod subquery;
 
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+
+use fleetwatch_model::{Labels, Sample};
 use std::collections::HashMap;
 use std::time::Instant;
 
-use fleetwatch_storage::{Queryable, SeriesData};
+use fleetwatch_storage::Queryable;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
+use regex::Regex;
+
 use crate::error::{QueryError, Result};
+use crate::hash::FastMap;
 use crate::value::{MSeries, VSample, Value};
 
 pub(crate) use preload::selector_matchers;
@@ -28,6 +36,8 @@ pub(crate) struct EvalSettings {
     pub query_start: i64,
     /// The query's last evaluation time (for `@ end()`), ms.
     pub query_end: i64,
+    /// The range query step (0 for instant queries), ms.
+    pub step_ms: i64,
     /// When the query must have finished.
     pub deadline: Instant,
     /// Maximum number of samples loaded from storage.
@@ -35,27 +45,84 @@ pub(crate) struct EvalSettings {
 }
 
 /// A range-vector argument with the window it was selected over.
-pub(crate) struct RangeArg {
+pub(crate) struct RangeArg<'a> {
     /// The series with their samples inside the window.
-    pub series: Vec<MSeries>,
+    pub series: Vec<WindowSeries<'a>>,
     /// Window start (exclusive), ms.
     pub range_start: i64,
     /// Window end (inclusive), ms.
     pub range_end: i64,
 }
 
+/// One series of a range argument; the samples borrow the preloaded data
+/// when they can.
+pub(crate) struct WindowSeries<'a> {
+    /// The series' labels.
+    pub labels: Arc<Labels>,
+    /// The samples inside the window, never staleness markers.
+    pub samples: Cow<'a, [Sample]>,
+    /// The metric name is to be dropped (see [`VSample::drop_name`]).
+    pub drop_name: bool,
+}
+
 /// Evaluates expressions over data preloaded for one query.
 pub(crate) struct Evaluator {
     settings: EvalSettings,
-    data: HashMap<usize, Vec<SeriesData>>,
+    data: HashMap<usize, Vec<preload::LoadedSeries>>,
+    /// Samples loaded plus subquery points produced so far.
+    samples: Cell<usize>,
+    /// Per subquery node: its inner results over the whole query, computed
+    /// on first use (consecutive steps share most inner evaluation times).
+    subqueries: HashMap<usize, subquery::Cached>,
+    /// Anchored regexes compiled for `label_replace`, by pattern.
+    regexes: RefCell<FastMap<String, Regex>>,
 }
 
 impl Evaluator {
     /// Selects from `q`, once, all data `expr` needs when evaluated at
     /// every time in `[settings.query_start, settings.query_end]`.
     pub fn new(q: &dyn Queryable, expr: &Expr, settings: EvalSettings) -> Result<Self> {
-        let data = preload::load(q, expr, &settings)?;
-        Ok(Self { settings, data })
+        let loaded = preload::load(q, expr, &settings)?;
+        Ok(Self {
+            settings,
+            data: loaded.series,
+            samples: Cell::new(loaded.samples),
+            subqueries: loaded
+                .subquery_windows
+                .into_iter()
+                .map(|(k, w)| (k, subquery::Cached::new(w)))
+                .collect(),
+            regexes: RefCell::new(FastMap::default()),
+        })
+    }
+
+    /// `pattern` compiled fully anchored (`^(?s:pattern)$`), once per query.
+    pub fn anchored_regex(&self, pattern: &str) -> Result<Regex, regex::Error> {
+        if let Some(re) = self.regexes.borrow().get(pattern) {
+            return Ok(re.clone());
+        }
+        let re = Regex::new(&format!("^(?s:{pattern})$"))?;
+        self.regexes
+            .borrow_mut()
+            .insert(pattern.to_string(), re.clone());
+        Ok(re)
+    }
+
+    /// Counts `n` more samples held by the query; fails beyond the limit.
+    pub fn account_samples(&self, n: usize) -> Result<()> {
+        let total = self.samples.get().saturating_add(n);
+        self.samples.set(total);
+        if total > self.settings.max_samples {
+            return Err(QueryError::TooManySamples {
+                stage: "query execution",
+            });
+        }
+        Ok(())
+    }
+
+    /// The query-wide settings.
+    pub fn settings(&self) -> &EvalSettings {
+        &self.settings
     }
 
     /// Returns the timeout error once the deadline has passed.
@@ -79,9 +146,9 @@ impl Evaluator {
                 Value::Vector(v) => Ok(Value::Vector(
                     v.into_iter()
                         .map(|s| VSample {
-                            labels: s.labels.without_metric_name(),
                             value: -s.value,
-                            ts: s.ts,
+                            drop_name: true,
+                            ..s
                         })
                         .collect(),
                 )),
@@ -92,7 +159,17 @@ impl Evaluator {
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.select_instant(vs, t))),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
-                Ok(Value::Matrix(self.eval_range_arg(expr, t)?.series))
+                let arg = self.eval_range_arg(expr, t)?;
+                Ok(Value::Matrix(
+                    arg.series
+                        .into_iter()
+                        .map(|s| MSeries {
+                            labels: s.labels,
+                            samples: s.samples.into_owned(),
+                            drop_name: s.drop_name,
+                        })
+                        .collect(),
+                ))
             }
             Expr::Aggregate(a) => crate::aggregate::eval(self, a, t),
             Expr::Binary(b) => crate::binary::eval(self, b, t),
@@ -106,7 +183,7 @@ impl Evaluator {
 
     /// Evaluates a range-vector expression (a matrix selector or a
     /// subquery, possibly in parentheses) at `t`.
-    pub fn eval_range_arg(&self, expr: &Expr, t: i64) -> Result<RangeArg> {
+    pub fn eval_range_arg(&self, expr: &Expr, t: i64) -> Result<RangeArg<'_>> {
         match expr {
             Expr::Paren(p) => self.eval_range_arg(&p.expr, t),
             Expr::MatrixSelector(ms) => Ok(self.select_range(ms, t)),
@@ -158,7 +235,7 @@ impl Evaluator {
             None => t,
             Some(a) => at_ms(a, self.settings.query_start, self.settings.query_end),
         };
-        base - offset_ms(offset)
+        base.saturating_sub(offset_ms(offset))
     }
 }
 

@@ -1,8 +1,73 @@
-//! Prometheus's label-set hash (`labels.Hash`: XXH64 over
+//! Hashing: Prometheus's label-set hash (`labels.Hash`: XXH64 over
 //! `name 0xff value 0xff ...`), needed where results depend on it
-//! (`limit_ratio`).
+//! (`limit_ratio`) and used for match-group signatures; and a fast
+//! non-cryptographic hasher for in-memory maps keyed by label sets.
 
-use fleetwatch_model::Labels;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use fleetwatch_model::{Label, Labels};
+
+/// The Fx hash (as in rustc): fast, for maps whose keys are compared on
+/// collision anyway.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            self.add(read_u64(chunk));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// A `HashMap` with [`FxHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A `HashSet` with [`FxHasher`].
+pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+
+/// XXH64 of the labels selected by `keep`, in Prometheus's byte layout;
+/// `buf` is scratch space reused between calls.
+pub(crate) fn labels_hash_by(
+    labels: &Labels,
+    buf: &mut Vec<u8>,
+    keep: impl Fn(&Label) -> bool,
+) -> u64 {
+    buf.clear();
+    for l in labels.iter().filter(|l| keep(l)) {
+        buf.extend_from_slice(l.name.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(l.value.as_bytes());
+        buf.push(0xff);
+    }
+    xxh64(buf)
+}
 
 const P1: u64 = 0x9E37_79B1_85EB_CA87;
 const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
@@ -94,14 +159,7 @@ pub(crate) fn xxh64(data: &[u8]) -> u64 {
 
 /// Prometheus's `labels.Labels.Hash()`.
 pub(crate) fn prometheus_hash(labels: &Labels) -> u64 {
-    let mut buf = Vec::new();
-    for l in labels.iter() {
-        buf.extend_from_slice(l.name.as_bytes());
-        buf.push(0xff);
-        buf.extend_from_slice(l.value.as_bytes());
-        buf.push(0xff);
-    }
-    xxh64(&buf)
+    labels_hash_by(labels, &mut Vec::new(), |_| true)
 }
 
 #[cfg(test)]

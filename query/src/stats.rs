@@ -68,7 +68,8 @@ pub(crate) fn kahan_mean(values: impl IntoIterator<Item = f64>) -> f64 {
 /// Population variance with compensated running mean (as
 /// `stdvar_over_time`).
 pub(crate) fn variance(values: impl IntoIterator<Item = f64>) -> f64 {
-    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let (mut count, mut mean, mut cmean, mut aux, mut caux) =
+        (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for f in values {
         count += 1.0;
         let delta = f - (mean + cmean);

@@ -1,6 +1,8 @@
 //! Query results (public) and the values passed between evaluation steps
 //! (crate-internal).
 
+use std::sync::Arc;
+
 use fleetwatch_model::{Labels, Sample};
 
 /// The result of a query, shaped as in the Prometheus HTTP API.
@@ -49,22 +51,51 @@ pub struct RangeSeries {
 /// One element of an instant vector during evaluation.
 #[derive(Debug, Clone)]
 pub(crate) struct VSample {
-    /// The series' labels.
-    pub labels: Labels,
+    /// The series' labels (shared: most steps pass them on unchanged).
+    pub labels: Arc<Labels>,
     /// The value.
     pub value: f64,
     /// The timestamp of the underlying stored sample (for `timestamp()`),
     /// or the evaluation time for computed samples.
     pub ts: i64,
+    /// The metric name is to be dropped when the query finishes (delayed
+    /// name removal, as Prometheus's engine does it).
+    pub drop_name: bool,
+}
+
+impl VSample {
+    /// A computed sample keeping its metric name.
+    pub fn new(labels: impl Into<Arc<Labels>>, value: f64, ts: i64) -> Self {
+        Self {
+            labels: labels.into(),
+            value,
+            ts,
+            drop_name: false,
+        }
+    }
+
+    /// The labels as they appear in results: without the metric name
+    /// when it is marked to be dropped.
+    pub fn final_labels(self) -> Arc<Labels> {
+        if self.drop_name && self.labels.metric_name().is_some() {
+            let mut l = Arc::unwrap_or_clone(self.labels);
+            l.remove(fleetwatch_model::METRIC_NAME);
+            Arc::new(l)
+        } else {
+            self.labels
+        }
+    }
 }
 
 /// One series of a range vector during evaluation.
 #[derive(Debug, Clone)]
 pub(crate) struct MSeries {
     /// The series' labels.
-    pub labels: Labels,
+    pub labels: Arc<Labels>,
     /// Samples in time order, never staleness markers.
     pub samples: Vec<Sample>,
+    /// The metric name is to be dropped (see [`VSample::drop_name`]).
+    pub drop_name: bool,
 }
 
 /// An evaluated sub-expression at one evaluation time.

@@ -28,6 +28,10 @@ pub struct CompactOptions {
     pub max_block_range_ms: i64,
     /// How many blocks of one window at least are worth merging.
     pub min_blocks: usize,
+    /// Only windows ending at or before this time (ms) are compacted:
+    /// windows that can still receive blocks cut from the head are left
+    /// alone, so a window is rewritten once, not on every cut.
+    pub closed_before_ms: i64,
 }
 
 impl Default for CompactOptions {
@@ -36,6 +40,7 @@ impl Default for CompactOptions {
         Self {
             max_block_range_ms: 6 * 3600 * 1000,
             min_blocks: 2,
+            closed_before_ms: i64::MAX,
         }
     }
 }

@@ -53,6 +53,7 @@ impl DbOptions {
             compaction: CompactOptions {
                 max_block_range_ms: 24 * 3_600_000,
                 min_blocks: 2,
+                closed_before_ms: i64::MAX,
             },
             retention_ms: Some(15 * 86_400_000),
             retention_bytes: None,
@@ -154,7 +155,7 @@ impl Db {
     }
 
     /// Cuts everything in the head into a block now (what
-    /// `POST /api/v1/admin/tsdb/flush` does), then compacts. Blocking-thread work.
+    /// `POST /api/v1/admin/tsdb/flush` does). Blocking-thread work.
     pub async fn flush(&self) -> Result<MaintenanceReport, StorageError> {
         let _guard = self.maintenance.lock().await;
         let mut report = MaintenanceReport::default();
@@ -163,13 +164,26 @@ impl Db {
                 report.blocks_cut.push(meta);
             }
         }
-        self.compact_all(&mut report).await?;
         Ok(report)
     }
 
-    async fn compact_all(&self, report: &mut MaintenanceReport) -> Result<(), StorageError> {
+    /// Compacts windows that end before the head's oldest sample (or
+    /// `now_ms` when the head is empty): no cut can land in them any more.
+    async fn compact_all(
+        &self,
+        report: &mut MaintenanceReport,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let closed = self
+            .head
+            .time_range()
+            .map_or(now_ms, |(min, _)| min.min(now_ms));
+        let opts = CompactOptions {
+            closed_before_ms: closed,
+            ..self.opts.compaction
+        };
         for _ in 0..MAX_STEPS_PER_PASS {
-            match self.blocks.compact(&self.opts.compaction).await? {
+            match self.blocks.compact(&opts).await? {
                 Some(meta) => report.blocks_compacted.push(meta),
                 None => break,
             }
@@ -196,7 +210,7 @@ impl Db {
                 None => break,
             }
         }
-        self.compact_all(&mut report).await?;
+        self.compact_all(&mut report, now_ms).await?;
         if self.opts.retention_ms.is_some() || self.opts.retention_bytes.is_some() {
             let min_time = self.opts.retention_ms.map_or(i64::MIN, |r| now_ms - r);
             report.blocks_deleted = self

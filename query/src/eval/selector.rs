@@ -1,11 +1,14 @@
 //! Slicing preloaded series for instant and range selectors.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use fleetwatch_model::is_stale_nan;
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use super::preload::selector_key;
-use super::{duration_ms, Evaluator, RangeArg};
-use crate::value::{MSeries, VSample};
+use super::{duration_ms, Evaluator, RangeArg, WindowSeries};
+use crate::value::VSample;
 
 impl Evaluator {
     /// The instant vector a selector yields at `t`: per series the latest
@@ -13,49 +16,53 @@ impl Evaluator {
     /// unless that sample is a staleness marker.
     pub(crate) fn select_instant(&self, vs: &VectorSelector, t: i64) -> Vec<VSample> {
         let te = self.effective_time(t, &vs.at, &vs.offset);
-        let lo = te - self.settings.lookback_ms;
+        let lo = te.saturating_sub(self.settings.lookback_ms);
         let Some(data) = self.data.get(&selector_key(vs)) else {
             return Vec::new();
         };
         data.iter()
             .filter_map(|sd| {
-                let idx = sd.samples.partition_point(|s| s.timestamp_ms <= te);
+                let idx = sd.seek(&sd.cursors.0, te);
                 let s = sd.samples.get(idx.checked_sub(1)?)?;
                 if s.timestamp_ms <= lo || is_stale_nan(s.value) {
                     return None;
                 }
-                Some(VSample {
-                    labels: sd.labels.clone(),
-                    value: s.value,
-                    ts: s.timestamp_ms,
-                })
+                Some(VSample::new(sd.labels.clone(), s.value, s.timestamp_ms))
             })
             .collect()
     }
 
     /// The range vector a matrix selector yields at `t`: the samples in
     /// `(t' - range, t']`, staleness markers dropped, empty series omitted.
-    pub(crate) fn select_range(&self, ms: &MatrixSelector, t: i64) -> RangeArg {
+    pub(crate) fn select_range(&self, ms: &MatrixSelector, t: i64) -> RangeArg<'_> {
         let te = self.effective_time(t, &ms.vs.at, &ms.vs.offset);
-        let lo = te - duration_ms(&ms.range);
+        let lo = te.saturating_sub(duration_ms(&ms.range));
         let series = self
             .data
             .get(&selector_key(&ms.vs))
             .map(|data| {
                 data.iter()
                     .filter_map(|sd| {
-                        let a = sd.samples.partition_point(|s| s.timestamp_ms <= lo);
-                        let b = sd.samples.partition_point(|s| s.timestamp_ms <= te);
-                        let samples: Vec<_> = sd
-                            .samples
-                            .get(a..b)?
-                            .iter()
-                            .filter(|s| !is_stale_nan(s.value))
-                            .copied()
-                            .collect();
-                        (!samples.is_empty()).then(|| MSeries {
-                            labels: sd.labels.clone(),
+                        let a = sd.seek(&sd.cursors.1, lo);
+                        let b = sd.seek(&sd.cursors.0, te);
+                        let window = sd.samples.get(a..b).filter(|w| !w.is_empty())?;
+                        let samples = if window.iter().any(|s| is_stale_nan(s.value)) {
+                            let kept: Vec<_> = window
+                                .iter()
+                                .filter(|s| !is_stale_nan(s.value))
+                                .copied()
+                                .collect();
+                            if kept.is_empty() {
+                                return None;
+                            }
+                            Cow::Owned(kept)
+                        } else {
+                            Cow::Borrowed(window)
+                        };
+                        Some(WindowSeries {
+                            labels: Arc::clone(&sd.labels),
                             samples,
+                            drop_name: false,
                         })
                     })
                     .collect()

@@ -19,7 +19,7 @@ pub fn plan_compaction(blocks: &[BlockMeta], opts: &CompactOptions) -> Option<Ve
     for b in blocks {
         let k = b.min_time.div_euclid(range);
         let end = k.saturating_add(1).saturating_mul(range);
-        if b.max_time < end {
+        if b.max_time < end && end <= opts.closed_before_ms {
             windows.entry(k).or_default().push(b);
         }
     }
@@ -59,6 +59,7 @@ mod tests {
         let opts = CompactOptions {
             max_block_range_ms: 6 * h,
             min_blocks: 2,
+            closed_before_ms: i64::MAX,
         };
         assert_eq!(
             plan_compaction(&blocks, &opts),
@@ -66,6 +67,12 @@ mod tests {
         );
         // Only d in its window: nothing more after merging the first.
         assert_eq!(plan_compaction(&blocks[3..], &opts), None);
+        // A window that is not closed yet is left alone.
+        let open = CompactOptions {
+            closed_before_ms: 6 * h - 1,
+            ..opts
+        };
+        assert_eq!(plan_compaction(&blocks, &open), None);
         // A block crossing a window boundary is never picked.
         assert_eq!(
             plan_compaction(&[meta("x", h, 7 * h), meta("y", 7 * h, 8 * h)], &opts),

@@ -48,6 +48,7 @@ fn opts() -> CompactOptions {
     CompactOptions {
         max_block_range_ms: 6 * H,
         min_blocks: 2,
+        closed_before_ms: i64::MAX,
     }
 }
 
@@ -166,6 +167,7 @@ async fn levels_grow_with_the_range() {
     let big = CompactOptions {
         max_block_range_ms: 24 * H,
         min_blocks: 2,
+        closed_before_ms: i64::MAX,
     };
     // T0 is 6h-aligned but maybe not 24h-aligned: the two 6h blocks share a
     // 24h window only when they do not straddle a day boundary.

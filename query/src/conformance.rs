@@ -1,0 +1,196 @@
+//! A runner for Prometheus's PromQL test scripts (`promql/promqltest`
+//! `.test` files): `load`/`clear` data into a [`MemoryQueryable`], run each
+//! `eval` through the [`Engine`] and compare with the expected results.
+//!
+//! Annotations (`expect warn`/`expect info`) are not produced by this
+//! engine; an eval that expects one is judged on its result alone and
+//! counted in [`FileReport::annotation_unchecked`].
+
+mod check;
+mod script;
+
+use fleetwatch_model::Sample;
+use promql_parser::parser::Expr;
+
+use crate::{Engine, EngineOptions, MemoryQueryable};
+use script::{Command, EvalCmd};
+
+/// The outcome of running one script.
+#[derive(Debug, Clone, Default)]
+pub struct FileReport {
+    /// Eval commands whose results matched.
+    pub passed: usize,
+    /// All eval commands.
+    pub total: usize,
+    /// Passed evals that also expected a warning or info annotation, which
+    /// this runner does not check.
+    pub annotation_unchecked: usize,
+    /// One line per failed eval: line number, query and why.
+    pub failures: Vec<String>,
+}
+
+/// Runs a whole script and reports per eval command.
+pub fn run_script(text: &str) -> FileReport {
+    let engine = Engine::new(EngineOptions::default());
+    let mut db = MemoryQueryable::new();
+    let mut report = FileReport::default();
+    for cmd in script::parse(text) {
+        match cmd {
+            Command::Clear => db.clear(),
+            Command::Load(series) => {
+                for (labels, samples) in series {
+                    db.add(labels, samples.into_iter().map(|(t, v)| Sample::new(t, v)));
+                }
+            }
+            Command::Eval(ev) => {
+                report.total += 1;
+                match run_eval(&engine, &db, &ev) {
+                    Ok(()) => {
+                        report.passed += 1;
+                        if ev.expects_annotation {
+                            report.annotation_unchecked += 1;
+                        }
+                    }
+                    Err(why) => report
+                        .failures
+                        .push(format!("line {}: {}: {why}", ev.line, ev.expr)),
+                }
+            }
+            Command::Invalid { line, reason } => {
+                report.total += 1;
+                report.failures.push(format!("line {line}: {reason}"));
+            }
+        }
+    }
+    report
+}
+
+/// True when the query calls `step()`, `range()`, `start()` or `end()`,
+/// whose values differ between instant and range mode by definition.
+fn uses_query_range_functions(query: &str) -> bool {
+    fn walk(e: &Expr) -> bool {
+        match e {
+            Expr::Call(c) => {
+                matches!(c.func.name, "step" | "range" | "start" | "end")
+                    || c.args.args.iter().any(|a| walk(a))
+            }
+            Expr::Paren(p) => walk(&p.expr),
+            Expr::Unary(u) => walk(&u.expr),
+            Expr::Binary(b) => walk(&b.lhs) || walk(&b.rhs),
+            Expr::Aggregate(a) => walk(&a.expr) || a.param.as_deref().is_some_and(walk),
+            Expr::Subquery(s) => walk(&s.expr),
+            _ => false,
+        }
+    }
+    promql_parser::parser::parse(query).is_ok_and(|e| walk(&e))
+}
+
+fn run_eval(engine: &Engine, db: &MemoryQueryable, ev: &EvalCmd) -> Result<(), String> {
+    let result = match ev.range {
+        None => engine.instant_query(db, &ev.expr, ev.start),
+        Some((end, step)) => engine.range_query(db, &ev.expr, ev.start, end, step),
+    };
+    check::check(ev, result)?;
+    // As promqltest does: an instant eval must give the same result as
+    // the middle step of a range query around it.
+    if ev.range.is_none()
+        && !ev.ordered
+        && check::is_instant_value(&ev.expected)
+        && !uses_query_range_functions(&ev.expr)
+    {
+        let t = ev.start;
+        let ranged = engine
+            .range_query(db, &ev.expr, t - 60_000, t + 60_000, 60_000)
+            .map_err(|e| format!("in range mode: {e}"))?;
+        check::check(ev, Ok(check::middle_step(ranged, t, &ev.expected)))
+            .map_err(|e| format!("in range mode: {e}"))?;
+    }
+    // Also as promqltest does: with `@ t` on every selector the result must
+    // not depend on the evaluation time.
+    if ev.range.is_none() && !matches!(ev.expected, script::Expected::Fail { .. }) {
+        if let Some(expr) = at_modified(&ev.expr, ev.start) {
+            let t = ev.start;
+            let times = if t == 0 {
+                vec![-1000, 0, 1000]
+            } else {
+                vec![-10 * t, 0, t / 5, t, 10 * t]
+            };
+            for et in times {
+                let r = engine.instant_query_expr(db, &expr, et);
+                check::check(ev, r)
+                    .map_err(|e| format!("with @ {t}ms evaluated at {et}ms: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Functions whose result depends on the evaluation time even when their
+/// arguments do not.
+const AT_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+    "timestamp",
+    "step",
+    "range",
+    "start",
+    "end",
+];
+
+/// The query with `@ t` set on every selector and subquery that has none
+/// (not inside subqueries), or `None` when it uses a time-dependent
+/// function.
+fn at_modified(query: &str, t: i64) -> Option<Expr> {
+    use promql_parser::parser::AtModifier;
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = || {
+        let d = Duration::from_millis(t.unsigned_abs());
+        Some(AtModifier::At(if t >= 0 {
+            UNIX_EPOCH + d
+        } else {
+            UNIX_EPOCH - d
+        }))
+    };
+    fn walk(e: &mut Expr, at: &dyn Fn() -> Option<AtModifier>) -> bool {
+        match e {
+            Expr::VectorSelector(vs) => {
+                if vs.at.is_none() {
+                    vs.at = at();
+                }
+                true
+            }
+            Expr::MatrixSelector(ms) => {
+                if ms.vs.at.is_none() {
+                    ms.vs.at = at();
+                }
+                true
+            }
+            Expr::Subquery(s) => {
+                if s.at.is_none() {
+                    s.at = at();
+                }
+                true
+            }
+            Expr::Call(c) => {
+                !AT_UNSAFE.contains(&c.func.name) && c.args.args.iter_mut().all(|a| walk(a, at))
+            }
+            Expr::Paren(p) => walk(&mut p.expr, at),
+            Expr::Unary(u) => walk(&mut u.expr, at),
+            Expr::Binary(b) => walk(&mut b.lhs, at) && walk(&mut b.rhs, at),
+            Expr::Aggregate(a) => {
+                walk(&mut a.expr, at) && a.param.as_deref_mut().is_none_or(|p| walk(p, at))
+            }
+            _ => true,
+        }
+    }
+    let mut expr = promql_parser::parser::parse(query).ok()?;
+    walk(&mut expr, &at).then_some(expr)
+}

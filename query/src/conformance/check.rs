@@ -1,0 +1,182 @@
+//! Comparing engine results with a script's expectations, with the
+//! promqltest float tolerance.
+
+use fleetwatch_model::Labels;
+
+use super::script::{EvalCmd, Expected, Point};
+use crate::{InstantSample, QueryError, QueryValue, RangeSeries};
+
+/// Relative tolerance as in promqltest (`almost.Equal` with 1e-6).
+fn almost_equal(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let diff = (a - b).abs();
+    let abs_sum = a.abs() + b.abs();
+    const EPS: f64 = 1e-6;
+    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
+        return diff < EPS * f64::MIN_POSITIVE;
+    }
+    diff / abs_sum.min(f64::MAX) < EPS
+}
+
+/// True when the expectation is an instant vector or a scalar.
+pub(super) fn is_instant_value(e: &Expected) -> bool {
+    matches!(e, Expected::Series(_) | Expected::Scalar(_))
+}
+
+/// The step at `t` of a range query result, as an instant result of the
+/// expected kind.
+pub(super) fn middle_step(v: QueryValue, t: i64, expected: &Expected) -> QueryValue {
+    let QueryValue::Matrix(m) = v else {
+        return v;
+    };
+    let samples: Vec<InstantSample> = m
+        .into_iter()
+        .filter_map(|s| {
+            let p = s.samples.iter().find(|p| p.timestamp_ms == t)?;
+            Some(InstantSample {
+                labels: s.labels,
+                timestamp_ms: t,
+                value: p.value,
+            })
+        })
+        .collect();
+    match (expected, samples.as_slice()) {
+        (Expected::Scalar(_), [one]) => QueryValue::Scalar {
+            timestamp_ms: t,
+            value: one.value,
+        },
+        _ => QueryValue::Vector(samples),
+    }
+}
+
+/// Checks one eval's result against its expectation.
+pub(super) fn check(ev: &EvalCmd, result: Result<QueryValue, QueryError>) -> Result<(), String> {
+    if let Expected::Fail { msg, regex } = &ev.expected {
+        return match result {
+            Ok(v) => Err(format!("expected an error, got {v:?}")),
+            Err(e) => {
+                let text = e.to_string();
+                if let Some(m) = msg {
+                    if &text != m {
+                        return Err(format!("error {text:?}, expected {m:?}"));
+                    }
+                }
+                if let Some(r) = regex {
+                    let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
+                    if !re.is_match(&text) {
+                        return Err(format!("error {text:?} does not match {r:?}"));
+                    }
+                }
+                Ok(())
+            }
+        };
+    }
+    let value = result.map_err(|e| format!("unexpected error: {e}"))?;
+    match (&ev.expected, value) {
+        (Expected::Unsupported(why), _) => Err(why.clone()),
+        (Expected::String(want), QueryValue::String { value, .. }) => (want == &value)
+            .then_some(())
+            .ok_or(format!("got string {value:?}")),
+        (Expected::Scalar(want), QueryValue::Scalar { value, .. }) => almost_equal(*want, value)
+            .then_some(())
+            .ok_or(format!("got scalar {value}, want {want}")),
+        (Expected::Series(want), QueryValue::Vector(got)) if ev.range.is_none() => {
+            let got: Vec<(Labels, f64)> = got.into_iter().map(|s| (s.labels, s.value)).collect();
+            compare_vector(want, &got, ev.ordered)
+        }
+        (Expected::Series(want), QueryValue::Matrix(got)) if ev.range.is_some() => {
+            let (end, step) = ev.range.unwrap_or((ev.start, 1));
+            let _ = end;
+            compare_matrix(want, &got, ev.start, step)
+        }
+        (Expected::RangeVector { from, step, series }, QueryValue::Matrix(got)) => {
+            compare_matrix(series, &got, *from, *step)
+        }
+        (_, got) => Err(format!("unexpected result type: {got:?}")),
+    }
+}
+
+fn compare_vector(
+    want: &[(Labels, Vec<Point>)],
+    got: &[(Labels, f64)],
+    ordered: bool,
+) -> Result<(), String> {
+    if want.len() != got.len() {
+        return Err(format!(
+            "expected {} samples, got {}: {got:?}",
+            want.len(),
+            got.len()
+        ));
+    }
+    for (i, (labels, points)) in want.iter().enumerate() {
+        let Some(Some(wv)) = points.first().copied() else {
+            return Err(format!("expected sample for {labels} has no value"));
+        };
+        let found = if ordered {
+            got.get(i).filter(|(l, _)| l == labels)
+        } else {
+            got.iter().find(|(l, _)| l == labels)
+        };
+        match found {
+            None => {
+                return Err(format!(
+                    "missing {labels} (ordered: {ordered}); got {got:?}"
+                ))
+            }
+            Some((_, v)) if !almost_equal(wv, *v) => {
+                return Err(format!("{labels}: got {v}, want {wv}"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn compare_matrix(
+    want: &[(Labels, Vec<Point>)],
+    got: &[RangeSeries],
+    start: i64,
+    step: i64,
+) -> Result<(), String> {
+    let want: Vec<&(Labels, Vec<Point>)> = want
+        .iter()
+        .filter(|(_, p)| p.iter().any(Option::is_some))
+        .collect();
+    if want.len() != got.len() {
+        let names: Vec<String> = got.iter().map(|s| s.labels.to_string()).collect();
+        return Err(format!(
+            "expected {} series, got {}: {names:?}",
+            want.len(),
+            got.len()
+        ));
+    }
+    for (labels, points) in want {
+        let Some(series) = got.iter().find(|s| &s.labels == labels) else {
+            return Err(format!("missing series {labels}"));
+        };
+        let expected: Vec<(i64, f64)> = points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.map(|v| (start + i as i64 * step, v)))
+            .collect();
+        let same = expected.len() == series.samples.len()
+            && expected
+                .iter()
+                .zip(&series.samples)
+                .all(|((t, v), s)| *t == s.timestamp_ms && almost_equal(*v, s.value));
+        if !same {
+            let got: Vec<(i64, f64)> = series
+                .samples
+                .iter()
+                .map(|s| (s.timestamp_ms, s.value))
+                .collect();
+            return Err(format!("{labels}: got {got:?}, want {expected:?}"));
+        }
+    }
+    Ok(())
+}

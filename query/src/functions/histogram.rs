@@ -1,0 +1,227 @@
+//! `histogram_quantile` over classic (`le`-bucketed) histograms.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fleetwatch_model::Labels;
+
+use crate::value::VSample;
+
+/// One cumulative bucket.
+#[derive(Clone, Copy)]
+struct Bucket {
+    upper: f64,
+    count: f64,
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// Groups bucket series by their labels without `le`, and computes the
+/// `q`-quantile of each group. The metric name is dropped from the result
+/// (delayed, so that two histograms differing only by name collide).
+pub(super) fn histogram_quantile(q: f64, v: Vec<VSample>, t: i64) -> Vec<VSample> {
+    per_histogram(v, t, |b| bucket_quantile(q, b))
+}
+
+/// `histogram_fraction(lower, upper, v)`: per classic histogram, the
+/// estimated fraction of observations in `[lower, upper]`.
+pub(super) fn histogram_fraction(lower: f64, upper: f64, v: Vec<VSample>, t: i64) -> Vec<VSample> {
+    per_histogram(v, t, |b| bucket_fraction(lower, upper, b))
+}
+
+/// Groups bucket series into histograms and applies `f` to each.
+fn per_histogram(v: Vec<VSample>, t: i64, f: impl Fn(Vec<Bucket>) -> f64) -> Vec<VSample> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
+    for s in v {
+        let Some(upper) = s.labels.get("le").and_then(parse_le) else {
+            continue;
+        };
+        let mut key = Arc::unwrap_or_clone(s.labels);
+        key.remove("le");
+        let b = Bucket {
+            upper,
+            count: s.value,
+        };
+        match index.get(&key) {
+            Some(&i) => {
+                if let Some(g) = groups.get_mut(i) {
+                    g.1.push(b);
+                }
+            }
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, vec![b]));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(labels, buckets)| VSample {
+            drop_name: true,
+            ..VSample::new(labels, f(buckets), t)
+        })
+        .collect()
+}
+
+fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < eps * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < eps
+}
+
+/// Sorts buckets, requires a `+Inf` bucket, merges equal bounds and makes
+/// counts monotonic (ignoring tiny floating-point deltas).
+fn normalize(mut buckets: Vec<Bucket>) -> Option<Vec<Bucket>> {
+    buckets.sort_by(|a, b| a.upper.total_cmp(&b.upper));
+    if !buckets.last().is_some_and(|b| b.upper == f64::INFINITY) {
+        return None;
+    }
+    // Merge buckets with the same upper bound.
+    let mut merged: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match merged.last_mut() {
+            Some(last) if last.upper == b.upper => last.count += b.count,
+            _ => merged.push(b),
+        }
+    }
+    let mut buckets = merged;
+    // Force monotonicity, ignoring tiny floating-point deltas.
+    if let Some(first) = buckets.first() {
+        let mut prev = first.count;
+        for b in buckets.iter_mut().skip(1) {
+            let curr = b.count;
+            if curr == prev {
+                continue;
+            }
+            if almost_equal(prev, curr, 1e-12) || curr < prev {
+                b.count = prev;
+                continue;
+            }
+            prev = curr;
+        }
+    }
+    Some(buckets)
+}
+
+/// The estimated fraction of observations in `[lower, upper]`, linearly
+/// interpolating inside finite buckets (the first bucket starts at 0 when
+/// its upper bound is positive). An infinite-width bucket counts fully
+/// only when the range reaches its infinite end.
+fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
+    let Some(buckets) = normalize(buckets) else {
+        return f64::NAN;
+    };
+    let count = buckets.last().map_or(0.0, |b| b.count);
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let mut inside = 0.0;
+    let mut prev: Option<Bucket> = None;
+    for b in &buckets {
+        let (lb, below) = match prev {
+            Some(p) => (p.upper, p.count),
+            None if b.upper > 0.0 => (0.0, 0.0),
+            None => (f64::NEG_INFINITY, 0.0),
+        };
+        let n = b.count - below;
+        inside += if lb == f64::NEG_INFINITY {
+            if lower == f64::NEG_INFINITY {
+                n
+            } else {
+                0.0
+            }
+        } else if b.upper == f64::INFINITY {
+            if upper == f64::INFINITY {
+                n
+            } else {
+                0.0
+            }
+        } else {
+            let overlap = (upper.min(b.upper) - lower.max(lb)).max(0.0);
+            n * overlap / (b.upper - lb)
+        };
+        prev = Some(*b);
+    }
+    inside / count
+}
+
+/// Prometheus's `BucketQuantile`.
+fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let Some(buckets) = normalize(buckets) else {
+        return f64::NAN;
+    };
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let n = buckets.len();
+    let upper = |i: usize| buckets.get(i).map_or(f64::NAN, |b| b.upper);
+    let count = |i: usize| buckets.get(i).map_or(f64::NAN, |b| b.count);
+    let observations = count(n - 1);
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let b = buckets
+        .get(..n - 1)
+        .map_or(0, |head| head.partition_point(|x| x.count < rank));
+    if b == n - 1 {
+        return upper(n - 2);
+    }
+    if b == 0 && upper(0) <= 0.0 {
+        return upper(0);
+    }
+    let bucket_end = upper(b);
+    let mut in_bucket = count(b);
+    let mut bucket_start = 0.0;
+    if b > 0 {
+        bucket_start = upper(b - 1);
+        in_bucket -= count(b - 1);
+        rank -= count(b - 1);
+    }
+    bucket_start + (bucket_end - bucket_start) * (rank / in_bucket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolates_inside_bucket() {
+        let b = |upper, count| Bucket { upper, count };
+        let buckets = vec![
+            b(0.1, 10.0),
+            b(0.5, 30.0),
+            b(1.0, 40.0),
+            b(f64::INFINITY, 40.0),
+        ];
+        assert!((bucket_quantile(0.5, buckets.clone()) - 0.3).abs() < 1e-12);
+        assert_eq!(bucket_quantile(1.0, buckets.clone()), 1.0);
+        assert!(bucket_quantile(0.5, vec![b(1.0, 3.0)]).is_nan());
+    }
+}
