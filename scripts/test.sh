@@ -26,5 +26,7 @@ echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test.sh: PromQL conformance (Prometheus's own test scripts, per-file figures)"
+cargo test -p fleetwatch-query --test conformance -- --nocapture
 echo "test.sh: cargo test"
 cargo test --workspace

@@ -107,7 +107,10 @@ pub struct Rule {
 impl Rule {
     /// The rule's name: the alert or record name.
     pub fn name(&self) -> &str {
-        self.alert.as_deref().or(self.record.as_deref()).unwrap_or("")
+        self.alert
+            .as_deref()
+            .or(self.record.as_deref())
+            .unwrap_or("")
     }
 }
 
@@ -141,7 +144,8 @@ pub fn parse_rule_file(text: &str, origin: &str) -> Result<RuleFile, RulesError>
             }
             groups.extend(crd.spec.groups);
         } else {
-            let file: RuleFile = serde_yaml::from_value(value).map_err(|e| yaml_error(origin, &e))?;
+            let file: RuleFile =
+                serde_yaml::from_value(value).map_err(|e| yaml_error(origin, &e))?;
             groups.extend(file.groups);
         }
     }

@@ -8,7 +8,10 @@ fn seed_prometheus_rule_loads() {
     validate(&file, "seed").unwrap();
     assert_eq!(file.groups.len(), 1);
     let names: Vec<&str> = file.groups[0].rules.iter().map(Rule::name).collect();
-    assert_eq!(names, vec!["ClusterDown", "VMHighMemory", "VMMigrationFailed"]);
+    assert_eq!(
+        names,
+        vec!["ClusterDown", "VMHighMemory", "VMMigrationFailed"]
+    );
     assert_eq!(file.groups[0].rules[1].for_.as_deref(), Some("10m"));
     assert_eq!(file.groups[0].rules[2].labels["severity"], "critical");
 }
@@ -22,17 +25,28 @@ fn plain_rule_file_and_errors() {
     let bad_expr = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(up\n";
     let f = parse_rule_file(bad_expr, "r.yaml").unwrap();
     let e = validate(&f, "r.yaml").unwrap_err().to_string();
-    assert!(e.contains("r.yaml") && e.contains("rule A") && e.contains("could not parse expression"), "{e}");
+    assert!(
+        e.contains("r.yaml") && e.contains("rule A") && e.contains("could not parse expression"),
+        "{e}"
+    );
 
-    let both = "groups:\n  - name: g\n    rules:\n      - alert: A\n        record: b\n        expr: up\n";
-    let e = validate(&parse_rule_file(both, "r.yaml").unwrap(), "r.yaml").unwrap_err().to_string();
+    let both =
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        record: b\n        expr: up\n";
+    let e = validate(&parse_rule_file(both, "r.yaml").unwrap(), "r.yaml")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("only one of"), "{e}");
 
     let dup = "groups:\n  - name: g\n    rules: []\n  - name: g\n    rules: []\n";
     assert!(validate(&parse_rule_file(dup, "r.yaml").unwrap(), "r.yaml").is_err());
 
     let bad_for = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        for: 10 minutes\n";
-    assert!(validate(&parse_rule_file(bad_for, "r.yaml").unwrap(), "r.yaml").unwrap_err().to_string().contains("for"));
+    assert!(
+        validate(&parse_rule_file(bad_for, "r.yaml").unwrap(), "r.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("for")
+    );
 
     let unknown = "groups:\n  - name: g\n    rulez: []\n";
     let e = parse_rule_file(unknown, "r.yaml").unwrap_err().to_string();

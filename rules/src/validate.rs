@@ -30,16 +30,30 @@ pub fn validate(file: &RuleFile, origin: &str) -> Result<(), RulesError> {
             parse_duration_ms(i).map_err(|e| err("-".into(), format!("interval: {e}")))?;
         }
         for (i, rule) in group.rules.iter().enumerate() {
-            let id = if rule.name().is_empty() { format!("#{}", i + 1) } else { rule.name().to_string() };
+            let id = if rule.name().is_empty() {
+                format!("#{}", i + 1)
+            } else {
+                rule.name().to_string()
+            };
             match (&rule.alert, &rule.record) {
-                (Some(_), Some(_)) => return Err(err(id, "only one of 'alert' and 'record' may be set".into())),
-                (None, None) => return Err(err(id, "one of 'alert' or 'record' must be set".into())),
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        id,
+                        "only one of 'alert' and 'record' may be set".into(),
+                    ))
+                }
+                (None, None) => {
+                    return Err(err(id, "one of 'alert' or 'record' must be set".into()))
+                }
                 (None, Some(record)) => {
                     if !is_valid_metric_name(record) {
                         return Err(err(id, format!("invalid recording rule name {record:?}")));
                     }
                     if rule.for_.is_some() || rule.keep_firing_for.is_some() {
-                        return Err(err(id, "'for' and 'keep_firing_for' are only for alerting rules".into()));
+                        return Err(err(
+                            id,
+                            "'for' and 'keep_firing_for' are only for alerting rules".into(),
+                        ));
                     }
                     if !rule.annotations.is_empty() {
                         return Err(err(id, "annotations are only for alerting rules".into()));
@@ -54,8 +68,12 @@ pub fn validate(file: &RuleFile, origin: &str) -> Result<(), RulesError> {
             if rule.expr.trim().is_empty() {
                 return Err(err(id, "field 'expr' must be set".into()));
             }
-            promql_parser::parser::parse(&rule.expr).map_err(|e| err(id.clone(), format!("could not parse expression: {e}")))?;
-            for (what, d) in [("for", &rule.for_), ("keep_firing_for", &rule.keep_firing_for)] {
+            promql_parser::parser::parse(&rule.expr)
+                .map_err(|e| err(id.clone(), format!("could not parse expression: {e}")))?;
+            for (what, d) in [
+                ("for", &rule.for_),
+                ("keep_firing_for", &rule.keep_firing_for),
+            ] {
                 if let Some(d) = d {
                     parse_duration_ms(d).map_err(|e| err(id.clone(), format!("{what}: {e}")))?;
                 }
