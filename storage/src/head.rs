@@ -910,20 +910,9 @@ impl Queryable for Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let index = self.index.read();
-        let mut names: Vec<String> = index
-            .matching(matchers, start_ms, end_ms)
-            .into_iter()
-            .flat_map(|id| {
-                index.series[id as usize]
-                    .labels
-                    .iter()
-                    .map(|l| l.name.clone())
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        Ok(self.sorted_unique(matchers, start_ms, end_ms, |labels, out| {
+            out.extend(labels.iter().map(|l| l.name.clone()));
+        }))
     }
 
     fn label_values(
@@ -933,20 +922,31 @@ impl Queryable for Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
+        Ok(self.sorted_unique(matchers, start_ms, end_ms, |labels, out| {
+            out.extend(labels.get(name).map(str::to_string));
+        }))
+    }
+}
+
+impl Head {
+    /// Gathers strings from the labels of every matching series, sorted
+    /// and de-duplicated.
+    fn sorted_unique(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        gather: impl Fn(&Labels, &mut Vec<String>),
+    ) -> Vec<String> {
         let index = self.index.read();
-        let mut values: Vec<String> = index
-            .matching(matchers, start_ms, end_ms)
-            .into_iter()
-            .filter_map(|id| {
-                index.series[id as usize]
-                    .labels
-                    .get(name)
-                    .map(str::to_string)
-            })
-            .collect();
-        values.sort();
-        values.dedup();
-        Ok(values)
+        let mut out = Vec::new();
+        for id in index.matching(matchers, start_ms, end_ms) {
+            gather(&index.series[id as usize].labels, &mut out);
+        }
+        drop(index);
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
