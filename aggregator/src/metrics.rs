@@ -163,6 +163,12 @@ impl HubMetrics {
             "WAL segments found with a torn or corrupt tail at start.",
             s.wal_corrupt_segments.load(Ordering::Relaxed) as f64,
         );
+        gauge(
+            &mut out,
+            "fleetwatch_head_sample_bytes",
+            "Bytes the head's in-memory samples take (encoded chunks and open buffers).",
+            head.sample_memory_bytes() as f64,
+        );
         let b = db.blocks().stats();
         let blocks = db.blocks().blocks();
         gauge(

@@ -21,8 +21,12 @@ use fleetwatch_model::remote_write::{raw, SeriesSamples};
 use fleetwatch_model::{Labels, MatchOp, Matcher, ModelError, Sample, SeriesHash};
 use parking_lot::RwLock;
 
+use self::chunk::SampleBuf;
+
 use crate::wal::{self, Record, ReplayReport, WalWriter};
 use crate::{Queryable, SeriesData, StorageError};
+
+pub mod chunk;
 
 /// How many queued append requests one fsync may cover at most.
 const MAX_GROUP_COMMIT_REQUESTS: usize = 512;
@@ -93,7 +97,7 @@ pub struct AppendOutcome {
 
 struct MemSeries {
     labels: Labels,
-    samples: Vec<Sample>,
+    samples: SampleBuf,
 }
 
 #[derive(Default)]
@@ -107,7 +111,7 @@ struct Index {
 #[derive(Debug, Clone, Copy)]
 enum Undo {
     Pushed(u32),
-    Inserted(u32, usize),
+    Inserted(u32, i64),
     Created(u32),
 }
 
@@ -223,7 +227,7 @@ impl Index {
         }
         self.series.push(MemSeries {
             labels,
-            samples: Vec::new(),
+            samples: SampleBuf::default(),
         });
         id
     }
@@ -267,15 +271,13 @@ impl Index {
             let range = samples.get(start as usize..end as usize).unwrap_or(&[]);
             for &sample in range {
                 let stored = &mut self.series[id as usize].samples;
-                match stored.last() {
-                    Some(last) if sample.timestamp_ms <= last.timestamp_ms => {
-                        let newest = last.timestamp_ms;
-                        match stored.binary_search_by_key(&sample.timestamp_ms, |s| s.timestamp_ms)
-                        {
-                            Ok(i) if stored[i].value.to_bits() == sample.value.to_bits() => {
+                match stored.last_ts() {
+                    Some(newest) if sample.timestamp_ms <= newest => {
+                        match stored.get(sample.timestamp_ms) {
+                            Some(prev) if prev.value.to_bits() == sample.value.to_bits() => {
                                 out.duplicates_ignored += 1;
                             }
-                            Ok(_) => {
+                            Some(_) => {
                                 let series = self.series[id as usize].labels.to_string();
                                 self.rollback(undo);
                                 return Err(StorageError::DuplicateTimestamp {
@@ -283,7 +285,7 @@ impl Index {
                                     timestamp_ms: sample.timestamp_ms,
                                 });
                             }
-                            Err(_) if newest - sample.timestamp_ms > window_ms => {
+                            None if newest - sample.timestamp_ms > window_ms => {
                                 let series = self.series[id as usize].labels.to_string();
                                 self.rollback(undo);
                                 return Err(StorageError::OutOfOrder {
@@ -293,9 +295,9 @@ impl Index {
                                     window_ms,
                                 });
                             }
-                            Err(i) => {
-                                stored.insert(i, sample);
-                                undo.push(Undo::Inserted(id, i));
+                            None => {
+                                stored.insert(sample);
+                                undo.push(Undo::Inserted(id, sample.timestamp_ms));
                                 logged.push((u64::from(id), sample));
                             }
                         }
@@ -325,8 +327,8 @@ impl Index {
                 Undo::Pushed(id) => {
                     self.series[id as usize].samples.pop();
                 }
-                Undo::Inserted(id, i) => {
-                    self.series[id as usize].samples.remove(i);
+                Undo::Inserted(id, ts) => {
+                    self.series[id as usize].samples.remove(ts);
                 }
                 Undo::Created(id) => {
                     // Series are created in id order, so the one to undo is the last.
@@ -395,41 +397,9 @@ impl Index {
             .into_iter()
             .filter(|&id| {
                 let s = &self.series[id as usize];
-                matches_all(matchers, &s.labels) && !range(&s.samples, start_ms, end_ms).is_empty()
+                matches_all(matchers, &s.labels) && s.samples.has_in_range(start_ms, end_ms)
             })
             .collect()
-    }
-}
-
-/// Inserts in time order; returns false for a duplicate timestamp (the
-/// stored sample is kept; validation has already refused conflicting ones).
-fn insert_sample(samples: &mut Vec<Sample>, sample: Sample) -> bool {
-    match samples.last() {
-        None => {
-            samples.push(sample);
-            true
-        }
-        Some(last) if sample.timestamp_ms > last.timestamp_ms => {
-            samples.push(sample);
-            true
-        }
-        _ => match samples.binary_search_by_key(&sample.timestamp_ms, |s| s.timestamp_ms) {
-            Ok(_) => false,
-            Err(i) => {
-                samples.insert(i, sample);
-                true
-            }
-        },
-    }
-}
-
-fn range(samples: &[Sample], start_ms: i64, end_ms: i64) -> &[Sample] {
-    let lo = samples.partition_point(|s| s.timestamp_ms < start_ms);
-    let hi = samples.partition_point(|s| s.timestamp_ms <= end_ms);
-    if lo >= hi {
-        &[]
-    } else {
-        &samples[lo..hi]
     }
 }
 
@@ -455,7 +425,7 @@ impl Head {
             Record::Samples(samples) => {
                 for (id, s) in samples {
                     if let Some(&hid) = id_map.get(&id) {
-                        if insert_sample(&mut index.series[hid as usize].samples, s) {
+                        if index.series[hid as usize].samples.insert(s) {
                             samples_replayed += 1;
                         }
                     }
@@ -623,9 +593,8 @@ impl Head {
         let mut out = HeadCut::default();
         let mut cut = CutSet::default();
         for (id, s) in index.series.iter().enumerate() {
-            let hi = s.samples.partition_point(|x| x.timestamp_ms < max_ms);
-            if hi > 0 {
-                let samples = s.samples[..hi].to_vec();
+            let samples = s.samples.before(max_ms);
+            if !samples.is_empty() {
                 cut.written
                     .insert(id as u32, samples.iter().map(|x| x.timestamp_ms).collect());
                 out.series.push((s.labels.clone(), samples));
@@ -641,14 +610,12 @@ impl Head {
         let min = index
             .series
             .iter()
-            .filter_map(|s| s.samples.first())
-            .map(|x| x.timestamp_ms)
+            .filter_map(|s| s.samples.first_ts())
             .min()?;
         let max = index
             .series
             .iter()
-            .filter_map(|s| s.samples.last())
-            .map(|x| x.timestamp_ms)
+            .filter_map(|s| s.samples.last_ts())
             .max()?;
         Some((min, max))
     }
@@ -675,6 +642,16 @@ impl Head {
         self.index.read().series.len()
     }
 
+    /// Bytes the in-memory samples take (encoded chunks and open buffers).
+    pub fn sample_memory_bytes(&self) -> usize {
+        self.index
+            .read()
+            .series
+            .iter()
+            .map(|s| s.samples.memory_bytes())
+            .sum()
+    }
+
     /// Number of samples held in memory.
     pub fn num_samples(&self) -> usize {
         self.index
@@ -690,11 +667,7 @@ impl Head {
         let mut index = self.index.write();
         let mut dropped = 0;
         for s in &mut index.series {
-            let cut = s.samples.partition_point(|x| x.timestamp_ms < min_ts_ms);
-            if cut > 0 {
-                s.samples.drain(..cut);
-                dropped += cut;
-            }
+            dropped += s.samples.drop_before(min_ts_ms);
         }
         dropped
     }
@@ -813,10 +786,7 @@ fn checkpoint(
     let mut idx = index.write();
     for (id, s) in idx.series.iter_mut().enumerate() {
         let before = s.samples.len();
-        let n = s.samples.partition_point(|x| x.timestamp_ms < keep_from_ms);
-        if n > 0 {
-            s.samples.drain(..n);
-        }
+        s.samples.drop_before(keep_from_ms);
         if let Some(written) = cut.and_then(|c| c.written.get(&(id as u32))) {
             // Both sorted: drop the samples whose timestamps were written.
             let mut w = written.iter().peekable();
@@ -836,7 +806,7 @@ fn checkpoint(
     }
     let mut chunk: Vec<(u64, Sample)> = Vec::with_capacity(1 << 16);
     for (id, s) in idx.series.iter().enumerate() {
-        for &x in &s.samples {
+        for x in s.samples.to_vec() {
             chunk.push((id as u64, x));
             if chunk.len() == chunk.capacity() {
                 wal.add_samples(&chunk);
@@ -878,7 +848,7 @@ impl Queryable for Head {
                 let s = &index.series[id as usize];
                 SeriesData {
                     labels: s.labels.clone(),
-                    samples: range(&s.samples, start_ms, end_ms).to_vec(),
+                    samples: s.samples.range(start_ms, end_ms),
                 }
             })
             .collect();
@@ -910,9 +880,11 @@ impl Queryable for Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
-        Ok(self.sorted_unique(matchers, start_ms, end_ms, |labels, out| {
-            out.extend(labels.iter().map(|l| l.name.clone()));
-        }))
+        Ok(
+            self.sorted_unique(matchers, start_ms, end_ms, |labels, out| {
+                out.extend(labels.iter().map(|l| l.name.clone()));
+            }),
+        )
     }
 
     fn label_values(
@@ -922,9 +894,11 @@ impl Queryable for Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
-        Ok(self.sorted_unique(matchers, start_ms, end_ms, |labels, out| {
-            out.extend(labels.get(name).map(str::to_string));
-        }))
+        Ok(
+            self.sorted_unique(matchers, start_ms, end_ms, |labels, out| {
+                out.extend(labels.get(name).map(str::to_string));
+            }),
+        )
     }
 }
 
