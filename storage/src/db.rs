@@ -17,7 +17,7 @@ use std::sync::Arc;
 use fleetwatch_model::{Labels, Matcher, Sample};
 use tokio::runtime::Handle;
 
-use crate::block::{BlockMeta, BlockStore};
+use crate::block::{BlockMeta, BlockStore, SampleLayout};
 use crate::compact::CompactOptions;
 use crate::head::{Head, HeadOptions};
 use crate::{Queryable, SeriesData, StorageError};
@@ -40,6 +40,8 @@ pub struct DbOptions {
     pub retention_ms: Option<i64>,
     /// Keep at most this many bytes of blocks.
     pub retention_bytes: Option<u64>,
+    /// How block sample files are encoded.
+    pub layout: SampleLayout,
 }
 
 impl DbOptions {
@@ -57,6 +59,7 @@ impl DbOptions {
             },
             retention_ms: Some(15 * 86_400_000),
             retention_bytes: None,
+            layout: SampleLayout::default(),
         }
     }
 }
@@ -93,7 +96,7 @@ impl Db {
                 reason: format!("opening the head failed: {e}"),
             })??;
         let store = BlockStore::local(&opts.data_dir)?;
-        let blocks = BlockStore::open(store).await?;
+        let blocks = BlockStore::open(store).await?.with_layout(opts.layout);
         tracing::info!(
             blocks = blocks.blocks().len(),
             block_bytes = blocks.total_bytes(),

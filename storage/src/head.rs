@@ -506,26 +506,25 @@ impl Head {
     /// before anything is stored.
     pub fn prepare_remote_write(&self, request: &[u8]) -> Result<PreparedBatch, ModelError> {
         let mut batch = PreparedBatch::default();
+        let mut pairs: raw::RawLabels<'_> = Vec::with_capacity(32);
         let index = self.index.read();
         raw::for_each_series(request, |series| {
-            let summary = series.label_summary()?;
+            let start = batch.samples.len() as u32;
+            series.parse(&mut pairs, |t, v| batch.samples.push(Sample::new(t, v)))?;
+            let summary = raw::summarize(&pairs);
             let mut key = None;
             if summary.canonical {
                 if let Some(ids) = index.by_hash.get(&summary.hash) {
-                    for &id in ids {
-                        if series.labels_equal(&index.series[id as usize].labels)? {
-                            key = Some(SeriesKey::Known(id));
-                            break;
-                        }
-                    }
+                    key = ids
+                        .iter()
+                        .find(|&&id| raw::pairs_equal(&pairs, &index.series[id as usize].labels))
+                        .map(|&id| SeriesKey::Known(id));
                 }
             }
             let key = match key {
                 Some(k) => k,
-                None => SeriesKey::New(series.to_labels()?),
+                None => SeriesKey::New(raw::pairs_to_labels(&pairs)?),
             };
-            let start = batch.samples.len() as u32;
-            series.for_each_sample(|t, v| batch.samples.push(Sample::new(t, v)))?;
             batch.series.push((key, start, batch.samples.len() as u32));
             Ok(())
         })?;

@@ -206,6 +206,103 @@ impl<'a> RawSeries<'a> {
     }
 }
 
+/// Label pairs of one series as raw bytes borrowed from the request.
+pub type RawLabels<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+impl<'a> RawSeries<'a> {
+    /// Parses the series in one pass: its label pairs into `labels`
+    /// (cleared first; reuse the vector across series to avoid allocating)
+    /// and its samples through `sample`.
+    pub fn parse(
+        &self,
+        labels: &mut RawLabels<'a>,
+        mut sample: impl FnMut(i64, f64),
+    ) -> Result<(), ModelError> {
+        labels.clear();
+        let mut pos = 0;
+        while pos < self.msg.len() {
+            match next_field(self.msg, &mut pos)? {
+                Field::Bytes(1, label) => {
+                    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+                    let mut lp = 0;
+                    while lp < label.len() {
+                        match next_field(label, &mut lp)? {
+                            Field::Bytes(1, b) => name = b,
+                            Field::Bytes(2, b) => value = b,
+                            _ => {}
+                        }
+                    }
+                    labels.push((name, value));
+                }
+                Field::Bytes(2, s) => {
+                    let (mut ts, mut bits) = (0i64, 0u64);
+                    let mut sp = 0;
+                    while sp < s.len() {
+                        match next_field(s, &mut sp)? {
+                            Field::Fixed64(1, v) => bits = v,
+                            Field::Varint(2, v) => ts = v as i64,
+                            _ => {}
+                        }
+                    }
+                    sample(ts, f64::from_bits(bits));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hashes parsed label pairs (see [`RawSeries::label_summary`]).
+pub fn summarize(labels: &[(&[u8], &[u8])]) -> LabelSummary {
+    let mut hasher = Xxh3::new();
+    let mut canonical = true;
+    let mut prev: Option<&[u8]> = None;
+    for (name, value) in labels {
+        hasher.update(name);
+        hasher.update(&[0xff]);
+        hasher.update(value);
+        hasher.update(&[0xff]);
+        if value.is_empty() || prev.is_some_and(|p| p >= *name) {
+            canonical = false;
+        }
+        prev = Some(name);
+    }
+    LabelSummary {
+        hash: SeriesHash(hasher.digest()),
+        canonical,
+        count: labels.len(),
+    }
+}
+
+/// True when parsed label pairs equal `labels` byte for byte, in order.
+pub fn pairs_equal(pairs: &[(&[u8], &[u8])], labels: &Labels) -> bool {
+    pairs.len() == labels.len()
+        && pairs
+            .iter()
+            .zip(labels.iter())
+            .all(|((n, v), l)| l.name.as_bytes() == *n && l.value.as_bytes() == *v)
+}
+
+/// Builds validated, owned labels from parsed pairs (see
+/// [`RawSeries::to_labels`]).
+pub fn pairs_to_labels(pairs: &[(&[u8], &[u8])]) -> Result<Labels, ModelError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        match (std::str::from_utf8(name), std::str::from_utf8(value)) {
+            (Ok(n), Ok(v)) => out.push(Label::new(n, v)),
+            _ => return Err(malformed("label is not valid UTF-8")),
+        }
+    }
+    let labels = Labels::new(out)?;
+    if labels.metric_name().is_none() {
+        return Err(ModelError::MissingMetricName {
+            labels: labels.to_string(),
+        });
+    }
+    Ok(labels)
+}
+
 /// Visits every `TimeSeries` of a decompressed `WriteRequest` in order.
 /// Fields other than `timeseries` (metadata) are skipped.
 pub fn for_each_series<'a>(
@@ -267,6 +364,13 @@ mod tests {
             seen += 1;
             let sum = s.label_summary()?;
             let labels = s.to_labels()?;
+            let mut pairs = Vec::new();
+            let mut one_pass = Vec::new();
+            s.parse(&mut pairs, |t, v| one_pass.push(crate::Sample::new(t, v)))?;
+            assert_eq!(summarize(&pairs).hash, sum.hash);
+            assert!(pairs_equal(&pairs, &labels));
+            assert_eq!(pairs_to_labels(&pairs)?, labels);
+            assert_eq!(one_pass.len(), 3);
             assert!(sum.canonical);
             assert_eq!(sum.hash, labels.series_hash());
             assert!(s.labels_equal(&labels)?);
