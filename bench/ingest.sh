@@ -212,7 +212,9 @@ run_system() {
   : >"$res"
   case "$name" in
     fleetwatch)
-      "$FLEETWATCH" aggregator --listen "127.0.0.1:$port" --data-dir "$data" >"$out" 2>&1 &
+      # FLEETWATCH_HUB_CONFIG: an optional hub config file (e.g. to compare block encodings).
+      "$FLEETWATCH" aggregator --listen "127.0.0.1:$port" --data-dir "$data" \
+        ${FLEETWATCH_HUB_CONFIG:+--config "$FLEETWATCH_HUB_CONFIG"} >"$out" 2>&1 &
       pid=$!
       ready="$base/-/ready"
       ;;

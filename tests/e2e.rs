@@ -7,7 +7,9 @@ mod e2e {
     pub mod cli;
     pub mod corruption;
     pub mod crash;
+    pub mod dashboards;
     pub mod demo;
+    pub mod federate;
     pub mod peers;
     pub mod pipeline;
     pub mod restart;

@@ -1,9 +1,11 @@
 //! HTTP handlers, one module per area.
 
 pub mod admin;
+pub mod federate;
 pub mod health;
 pub mod meta;
 pub mod query;
+pub mod read;
 pub mod write;
 
 /// The current time in Unix milliseconds.

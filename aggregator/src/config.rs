@@ -54,6 +54,24 @@ pub struct StorageConfig {
     /// Time range of a block cut from the head. Default `2h`.
     #[serde(deserialize_with = "duration_ms")]
     pub block_range: Option<i64>,
+    /// Encoding of block values: `plain` (default), `decimal` or
+    /// `byte_stream_split`.
+    pub block_value_encoding: BlockValueEncoding,
+    /// zstd level of block files (default 3).
+    pub block_zstd_level: i32,
+}
+
+/// Encodings of block values a config can choose.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockValueEncoding {
+    /// Float64, PLAIN, then zstd.
+    #[default]
+    Plain,
+    /// Decimal mantissa and exponent, delta-encoded, then zstd.
+    Decimal,
+    /// Float64, BYTE_STREAM_SPLIT, then zstd.
+    ByteStreamSplit,
 }
 
 impl Default for StorageConfig {
@@ -63,6 +81,8 @@ impl Default for StorageConfig {
             retention: Some(15 * 86_400_000),
             retention_size_bytes: None,
             block_range: Some(2 * 3_600_000),
+            block_value_encoding: BlockValueEncoding::Plain,
+            block_zstd_level: 3,
         }
     }
 }

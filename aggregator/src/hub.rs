@@ -9,10 +9,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use fleetwatch_query::EngineOptions;
+use fleetwatch_storage::block::ValueEncoding;
 use fleetwatch_storage::{Db, DbOptions};
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::config::BlockValueEncoding;
 use crate::metrics::HubMetrics;
 use crate::{HubConfig, HubError};
 
@@ -51,6 +53,12 @@ impl Hub {
                 .max_block_range_ms
                 .max(db_opts.block_range_ms * 3);
         }
+        db_opts.layout.values = match config.storage.block_value_encoding {
+            BlockValueEncoding::Plain => ValueEncoding::Plain,
+            BlockValueEncoding::Decimal => ValueEncoding::Decimal,
+            BlockValueEncoding::ByteStreamSplit => ValueEncoding::ByteStreamSplit,
+        };
+        db_opts.layout.zstd_level = config.storage.block_zstd_level;
         db_opts.retention_ms = config.storage.retention;
         db_opts.retention_bytes = config.storage.retention_size_bytes;
         let db = Arc::new(Db::open(db_opts).await?);
@@ -141,6 +149,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.max_write_body_bytes.saturating_add(1);
     Router::new()
         .route("/api/v1/write", post(api::write::remote_write))
+        .route("/api/v1/read", post(api::read::remote_read))
+        .route(
+            "/federate",
+            get(api::federate::federate).post(api::federate::federate),
+        )
         .route(
             "/api/v1/query",
             get(api::query::instant).post(api::query::instant),

@@ -11,6 +11,7 @@ use promql_parser::parser::token::{
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
+use crate::annotations::{go_float, invalid_quantile};
 use crate::error::{QueryError, Result};
 use crate::eval::Evaluator;
 use crate::hash::{labels_hash_by, FastMap};
@@ -114,6 +115,9 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
         })),
         T_QUANTILE => {
             let q = scalar_param.unwrap_or(f64::NAN);
+            if let Some(w) = invalid_quantile(q) {
+                ev.warn(w);
+            }
             out.extend(groups.into_iter().map(|(k, g)| {
                 let v = stats::quantile(q, g.iter().map(|s| s.value).collect());
                 mk(k, v, &g)
@@ -136,7 +140,15 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
             if r.is_nan() {
                 return Err(QueryError::exec("Ratio value is NaN"));
             }
-            let r = r.clamp(-1.0, 1.0);
+            let capped = r.clamp(-1.0, 1.0);
+            if capped != r {
+                ev.warn(format!(
+                    "ratio value should be between -1 and 1, got {}, capping to {}",
+                    go_float(r),
+                    go_float(capped)
+                ));
+            }
+            let r = capped;
             for (_, g) in groups {
                 out.extend(
                     g.into_iter()

@@ -7,17 +7,38 @@
 //! counted in [`FileReport::annotation_unchecked`].
 
 mod check;
+mod classify;
 mod script;
 
-use fleetwatch_model::Sample;
+use fleetwatch_model::{Labels, Sample};
 use promql_parser::parser::Expr;
 
-use crate::{Engine, EngineOptions, MemoryQueryable};
+use crate::{Annotations, Engine, EngineOptions, MemoryQueryable};
 use script::{Command, EvalCmd};
+
+/// The outcome of one eval command.
+#[derive(Debug, Clone)]
+pub struct EvalOutcome {
+    /// Line number of the eval in the script (1-based).
+    pub line: usize,
+    /// The query (empty when the eval header could not be parsed).
+    pub expr: String,
+    /// A native-histogram case: it selects series with native-histogram
+    /// samples or expects histograms in its result.
+    pub native_histogram: bool,
+    /// `None` when the eval passed, else why it failed.
+    pub failure: Option<String>,
+    /// When the eval states what warning or info annotations it expects
+    /// (`expect warn`, `expect no_info`, ...): whether the engine's
+    /// annotations met that (message positions are not compared).
+    pub annotations: Option<Result<(), String>>,
+}
 
 /// The outcome of running one script.
 #[derive(Debug, Clone, Default)]
 pub struct FileReport {
+    /// Every eval command in script order.
+    pub outcomes: Vec<EvalOutcome>,
     /// Eval commands whose results matched.
     pub passed: usize,
     /// All eval commands.
@@ -34,35 +55,94 @@ pub fn run_script(text: &str) -> FileReport {
     let engine = Engine::new(EngineOptions::default());
     let mut db = MemoryQueryable::new();
     let mut report = FileReport::default();
+    let mut histograms: Vec<Labels> = Vec::new();
     for cmd in script::parse(text) {
         match cmd {
-            Command::Clear => db.clear(),
-            Command::Load(series) => {
+            Command::Clear => {
+                db.clear();
+                histograms.clear();
+            }
+            Command::Load {
+                series,
+                histograms: h,
+            } => {
                 for (labels, samples) in series {
                     db.add(labels, samples.into_iter().map(|(t, v)| Sample::new(t, v)));
                 }
+                histograms.extend(h);
             }
             Command::Eval(ev) => {
                 report.total += 1;
-                match run_eval(&engine, &db, &ev) {
+                let native = ev.expects_histogram
+                    || promql_parser::parser::parse(&ev.expr)
+                        .is_ok_and(|e| classify::touches_histograms(&e, &histograms));
+                let mut annotations = None;
+                let failure = match run_eval(&engine, &db, &ev, &mut annotations) {
                     Ok(()) => {
                         report.passed += 1;
                         if ev.expects_annotation {
                             report.annotation_unchecked += 1;
                         }
+                        None
                     }
-                    Err(why) => report
-                        .failures
-                        .push(format!("line {}: {}: {why}", ev.line, ev.expr)),
-                }
+                    Err(why) => {
+                        report
+                            .failures
+                            .push(format!("line {}: {}: {why}", ev.line, ev.expr));
+                        Some(why)
+                    }
+                };
+                report.outcomes.push(EvalOutcome {
+                    line: ev.line,
+                    expr: ev.expr,
+                    native_histogram: native,
+                    failure,
+                    annotations,
+                });
             }
             Command::Invalid { line, reason } => {
                 report.total += 1;
                 report.failures.push(format!("line {line}: {reason}"));
+                report.outcomes.push(EvalOutcome {
+                    line,
+                    expr: String::new(),
+                    native_histogram: false,
+                    failure: Some(reason),
+                    annotations: None,
+                });
             }
         }
     }
     report
+}
+
+impl FileReport {
+    /// Passed and total evals among the native-histogram (`true`) or the
+    /// float (`false`) cases.
+    pub fn split(&self, native_histogram: bool) -> (usize, usize) {
+        let of_kind = self
+            .outcomes
+            .iter()
+            .filter(|o| o.native_histogram == native_histogram);
+        let total = of_kind.clone().count();
+        let passed = of_kind.filter(|o| o.failure.is_none()).count();
+        (passed, total)
+    }
+
+    /// Among the native-histogram (`true`) or float (`false`) evals that
+    /// state annotation expectations: how many pass with both their result
+    /// and their annotations, and how many there are.
+    pub fn annotation_split(&self, native_histogram: bool) -> (usize, usize) {
+        let stated = self
+            .outcomes
+            .iter()
+            .filter(|o| o.annotations.is_some() && o.native_histogram == native_histogram);
+        let total = stated.clone().count();
+        let passed = stated
+            .filter(|o| o.failure.is_none() && matches!(o.annotations, Some(Ok(()))))
+            .count();
+        (passed, total)
+    }
 }
 
 /// True when the query calls `step()`, `range()`, `start()` or `end()`,
@@ -85,10 +165,43 @@ fn uses_query_range_functions(query: &str) -> bool {
     promql_parser::parser::parse(query).is_ok_and(|e| walk(&e))
 }
 
-fn run_eval(engine: &Engine, db: &MemoryQueryable, ev: &EvalCmd) -> Result<(), String> {
-    let result = match ev.range {
-        None => engine.instant_query(db, &ev.expr, ev.start),
-        Some((end, step)) => engine.range_query(db, &ev.expr, ev.start, end, step),
+/// Checks the annotations of an evaluation against the eval's `expect
+/// warn`/`expect info` rules; `None` when it states none.
+fn check_annotations(ev: &EvalCmd, got: &Annotations) -> Option<Result<(), String>> {
+    if ev.warn.is_none() && ev.info.is_none() {
+        return None;
+    }
+    let warn = ev.warn.as_ref().map_or(Ok(()), |r| {
+        check::check_annotations("warning", r, &got.warnings)
+    });
+    let info = ev
+        .info
+        .as_ref()
+        .map_or(Ok(()), |r| check::check_annotations("info", r, &got.infos));
+    Some(warn.and(info))
+}
+
+/// Runs one eval; the annotation check of its main evaluation goes to
+/// `annotations`.
+fn run_eval(
+    engine: &Engine,
+    db: &MemoryQueryable,
+    ev: &EvalCmd,
+    annotations: &mut Option<Result<(), String>>,
+) -> Result<(), String> {
+    let annotated = match ev.range {
+        None => engine.instant_query_annotated(db, &ev.expr, ev.start),
+        Some((end, step)) => engine.range_query_annotated(db, &ev.expr, ev.start, end, step),
+    };
+    let result = match annotated {
+        Ok((v, a)) => {
+            *annotations = check_annotations(ev, &a);
+            Ok(v)
+        }
+        Err(e) => {
+            *annotations = check_annotations(ev, &Annotations::default());
+            Err(e)
+        }
     };
     check::check(ev, result)?;
     // As promqltest does: an instant eval must give the same result as

@@ -12,6 +12,7 @@ use promql_parser::parser::Expr;
 
 mod collect;
 
+use crate::annotations::Annotations;
 use crate::error::{QueryError, Result};
 use crate::eval::{selector_matchers, EvalSettings, Evaluator};
 use crate::value::{InstantSample, QueryValue, RangeSeries, VSample, Value};
@@ -103,6 +104,18 @@ impl Engine {
         self.instant_query_expr(q, &expr, time_ms)
     }
 
+    /// [`Engine::instant_query`] with the warning and info annotations the
+    /// evaluation produced.
+    pub fn instant_query_annotated(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        time_ms: i64,
+    ) -> Result<(QueryValue, Annotations)> {
+        let expr = parse_expr(query)?;
+        self.instant_query_expr_annotated(q, &expr, time_ms)
+    }
+
     /// [`Engine::instant_query`] for an already parsed expression.
     pub(crate) fn instant_query_expr(
         &self,
@@ -110,9 +123,20 @@ impl Engine {
         expr: &Expr,
         time_ms: i64,
     ) -> Result<QueryValue> {
+        self.instant_query_expr_annotated(q, expr, time_ms)
+            .map(|(v, _)| v)
+    }
+
+    /// [`Engine::instant_query_annotated`] for a parsed expression.
+    pub(crate) fn instant_query_expr_annotated(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        time_ms: i64,
+    ) -> Result<(QueryValue, Annotations)> {
         let expr = expr.clone();
         let ev = Evaluator::new(q, &expr, self.settings(time_ms, time_ms, 0))?;
-        Ok(match ev.eval(&expr, time_ms)? {
+        let value = match ev.eval(&expr, time_ms)? {
             Value::Scalar(value) => QueryValue::Scalar {
                 timestamp_ms: time_ms,
                 value,
@@ -153,7 +177,8 @@ impl Engine {
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
                 QueryValue::Matrix(m)
             }
-        })
+        };
+        Ok((value, ev.take_annotations()))
     }
 
     /// Evaluates `query` at `start_ms, start_ms + step_ms, ... <= end_ms`.
@@ -167,6 +192,20 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<QueryValue> {
+        self.range_query_annotated(q, query, start_ms, end_ms, step_ms)
+            .map(|(v, _)| v)
+    }
+
+    /// [`Engine::range_query`] with the warning and info annotations the
+    /// evaluation produced.
+    pub fn range_query_annotated(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<(QueryValue, Annotations)> {
         if step_ms <= 0 {
             return Err(QueryError::bad(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer",
@@ -234,7 +273,7 @@ impl Engine {
             })
             .collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryValue::Matrix(series))
+        Ok((QueryValue::Matrix(series), ev.take_annotations()))
     }
 }
 

@@ -18,6 +18,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use regex::Regex;
 
+use crate::annotations::Annotations;
 use crate::error::{QueryError, Result};
 use crate::hash::FastMap;
 use crate::value::{MSeries, VSample, Value};
@@ -76,6 +77,8 @@ pub(crate) struct Evaluator {
     subqueries: HashMap<usize, subquery::Cached>,
     /// Anchored regexes compiled for `label_replace`, by pattern.
     regexes: RefCell<FastMap<String, Regex>>,
+    /// Warnings and infos so far.
+    annotations: RefCell<Annotations>,
 }
 
 impl Evaluator {
@@ -93,7 +96,23 @@ impl Evaluator {
                 .map(|(k, w)| (k, subquery::Cached::new(w)))
                 .collect(),
             regexes: RefCell::new(FastMap::default()),
+            annotations: RefCell::new(Annotations::default()),
         })
+    }
+
+    /// Records a warning annotation (message without its prefix).
+    pub fn warn(&self, msg: String) {
+        self.annotations.borrow_mut().warn(msg);
+    }
+
+    /// Records an info annotation (message without its prefix).
+    pub fn info(&self, msg: String) {
+        self.annotations.borrow_mut().info(msg);
+    }
+
+    /// The annotations recorded so far.
+    pub fn take_annotations(&self) -> Annotations {
+        self.annotations.take()
     }
 
     /// `pattern` compiled fully anchored (`^(?s:pattern)$`), once per query.

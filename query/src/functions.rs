@@ -75,11 +75,13 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
             })
         }
         "sort" | "sort_desc" => {
+            warn_sort_in_range_query(ev);
             let mut v = ev.eval_vector(arg(0)?, t)?;
             math::sort_by_value(&mut v, name == "sort_desc");
             Value::Vector(v)
         }
         "sort_by_label" | "sort_by_label_desc" => {
+            warn_sort_in_range_query(ev);
             let mut v = ev.eval_vector(arg(0)?, t)?;
             let names = args
                 .iter()
@@ -108,13 +110,34 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         "histogram_quantile" => {
             let q = ev.eval_scalar(arg(0)?, t)?;
             let v = ev.eval_vector(arg(1)?, t)?;
-            Value::Vector(histogram::histogram_quantile(q, v, t))
+            if let Some(w) = crate::annotations::invalid_quantile(q) {
+                ev.warn(w);
+            }
+            Value::Vector(histogram::histogram_quantile(ev, q, v, t))
+        }
+        "histogram_quantiles" => {
+            let v = ev.eval_vector(arg(0)?, t)?;
+            let label = ev.eval_string(arg(1)?, t)?;
+            let qs = args
+                .iter()
+                .skip(2)
+                .map(|a| ev.eval_scalar(a, t))
+                .collect::<Result<Vec<_>>>()?;
+            for w in qs
+                .iter()
+                .filter_map(|&q| crate::annotations::invalid_quantile(q))
+            {
+                ev.warn(w);
+            }
+            let out = histogram::histogram_quantiles(ev, &label, &qs, v, t)?;
+            check_unique_labels(&out)?;
+            Value::Vector(out)
         }
         "histogram_fraction" => {
             let lower = ev.eval_scalar(arg(0)?, t)?;
             let upper = ev.eval_scalar(arg(1)?, t)?;
             let v = ev.eval_vector(arg(2)?, t)?;
-            Value::Vector(histogram::histogram_fraction(lower, upper, v, t))
+            Value::Vector(histogram::histogram_fraction(ev, lower, upper, v, t))
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
         | "month" | "year" => {
@@ -159,6 +182,17 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         check_unique_labels(v)?;
     }
     Ok(value)
+}
+
+/// Sorting is pointless in a range query: its series come back ordered
+/// by labels.
+fn warn_sort_in_range_query(ev: &Evaluator) {
+    if ev.settings().step_ms > 0 {
+        ev.warn(
+            "sort is ineffective for range queries since results are always ordered by labels"
+                .to_string(),
+        );
+    }
 }
 
 /// Fails when two elements of `v` have the same label set.

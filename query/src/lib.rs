@@ -13,7 +13,10 @@
 //! for removal and it is dropped when the query finishes, as Prometheus's
 //! own test suite runs the engine), so `label_replace(rate(x[5m]), "n",
 //! "$1", "__name__", "(.*)")` can still read the name. Native histograms
-//! are not supported; classic `le` histograms are.
+//! are not supported; classic `le` histograms are. The `*_annotated` query
+//! methods also return Prometheus's warning and info [`Annotations`]
+//! (non-counter `rate`, quantile or ratio out of range, malformed or
+//! non-monotonic buckets, `sort` in a range query).
 //!
 //! [`conformance`] runs Prometheus's PromQL test scripts against the engine.
 //!
@@ -31,6 +34,7 @@
 //! ```
 
 mod aggregate;
+mod annotations;
 mod binary;
 pub mod conformance;
 mod engine;
@@ -42,6 +46,7 @@ mod memory;
 mod stats;
 mod value;
 
+pub use annotations::Annotations;
 pub use engine::{parse_series_selector, Engine, EngineOptions, MAX_POINTS_PER_SERIES};
 pub use error::QueryError;
 pub use memory::MemoryQueryable;

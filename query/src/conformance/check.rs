@@ -3,7 +3,7 @@
 
 use fleetwatch_model::Labels;
 
-use super::script::{EvalCmd, Expected, Point};
+use super::script::{AnnotationRule, EvalCmd, Expected, Point};
 use crate::{InstantSample, QueryError, QueryValue, RangeSeries};
 
 /// Relative tolerance as in promqltest (`almost.Equal` with 1e-6).
@@ -176,6 +176,42 @@ fn compare_matrix(
                 .map(|s| (s.timestamp_ms, s.value))
                 .collect();
             return Err(format!("{labels}: got {got:?}, want {expected:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the annotations of one kind against an `expect warn`/`expect
+/// info` rule. Prometheus ends each message with the expression's
+/// `(line:column)`, which this engine does not know, so a trailing
+/// position in the expected message or regex is not compared.
+pub(super) fn check_annotations(
+    kind: &str,
+    rule: &AnnotationRule,
+    got: &[String],
+) -> Result<(), String> {
+    if !rule.present {
+        return match got.first() {
+            None => Ok(()),
+            Some(g) => Err(format!("expected no {kind}, got {g:?}")),
+        };
+    }
+    if got.is_empty() {
+        return Err(format!("expected a {kind}, got none"));
+    }
+    let position = regex::Regex::new(r"\s*\(\d+:\d+\)\s*$").map_err(|e| e.to_string())?;
+    if let Some(m) = &rule.msg {
+        let want = position.replace(m, "");
+        if !got.iter().any(|g| g == want.as_ref()) {
+            return Err(format!("expected {kind} {want:?}, got {got:?}"));
+        }
+    }
+    if let Some(r) = &rule.regex {
+        let regex_position = regex::Regex::new(r"\s*\\\(\S*\\\)\s*$").map_err(|e| e.to_string())?;
+        let pattern = regex_position.replace(r, "");
+        let re = regex::Regex::new(&pattern).map_err(|e| e.to_string())?;
+        if !got.iter().any(|g| re.is_match(g)) {
+            return Err(format!("expected {kind} matching {pattern:?}, got {got:?}"));
         }
     }
     Ok(())

@@ -38,6 +38,29 @@ pub(super) enum Expected {
     Unsupported(String),
 }
 
+/// An `expect warn`/`expect info` (or `no_warn`/`no_info`) line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct AnnotationRule {
+    /// An annotation of the kind must be present (`false`: must not).
+    pub present: bool,
+    /// One of them must have this exact message.
+    pub msg: Option<String>,
+    /// One of them must match this regex.
+    pub regex: Option<String>,
+}
+
+impl AnnotationRule {
+    fn parse(present: bool, arg: &str) -> Self {
+        let arg = arg.trim();
+        let text = |p: &str| arg.strip_prefix(p).map(|m| m.trim().to_string());
+        Self {
+            present,
+            msg: text("msg:"),
+            regex: text("regex:"),
+        }
+    }
+}
+
 /// One eval command.
 #[derive(Debug, Clone)]
 pub(super) struct EvalCmd {
@@ -53,6 +76,12 @@ pub(super) struct EvalCmd {
     pub ordered: bool,
     /// A warning or info annotation is expected (not checked).
     pub expects_annotation: bool,
+    /// What is expected of warning annotations, when anything is.
+    pub warn: Option<AnnotationRule>,
+    /// What is expected of info annotations, when anything is.
+    pub info: Option<AnnotationRule>,
+    /// An expected result line holds a native histogram (`{{...}}`).
+    pub expects_histogram: bool,
     /// The expected outcome.
     pub expected: Expected,
 }
@@ -62,8 +91,14 @@ pub(super) struct EvalCmd {
 pub(super) enum Command {
     /// Drop all data.
     Clear,
-    /// Series with `(timestamp ms, value)` samples.
-    Load(Vec<(Labels, Vec<(i64, f64)>)>),
+    /// Loaded data.
+    Load {
+        /// Float series with `(timestamp ms, value)` samples.
+        series: Vec<(Labels, Vec<(i64, f64)>)>,
+        /// Series with native-histogram samples (not loaded), including
+        /// the NHCB series of `load_with_nhcb`.
+        histograms: Vec<Labels>,
+    },
     /// An eval.
     Eval(EvalCmd),
     /// An eval whose header could not be understood.
@@ -108,11 +143,10 @@ pub(super) fn parse(text: &str) -> Vec<Command> {
         }
         if line == "clear" {
             out.push(Command::Clear);
-        } else if let Some(rest) = line
-            .strip_prefix("load_with_nhcb ")
-            .or_else(|| line.strip_prefix("load "))
-        {
-            out.push(parse_load(rest.trim(), &body, lineno));
+        } else if let Some(rest) = line.strip_prefix("load_with_nhcb ") {
+            out.push(parse_load(rest.trim(), &body, lineno, true));
+        } else if let Some(rest) = line.strip_prefix("load ") {
+            out.push(parse_load(rest.trim(), &body, lineno, false));
         } else if line.starts_with("eval") {
             out.push(match parse_eval(line, &body, lineno) {
                 Ok(e) => Command::Eval(e),
@@ -126,7 +160,7 @@ pub(super) fn parse(text: &str) -> Vec<Command> {
     out
 }
 
-fn parse_load(interval: &str, body: &[&str], line: usize) -> Command {
+fn parse_load(interval: &str, body: &[&str], line: usize, nhcb: bool) -> Command {
     let Ok(step) = parse_duration_ms(interval) else {
         return Command::Invalid {
             line,
@@ -134,7 +168,17 @@ fn parse_load(interval: &str, body: &[&str], line: usize) -> Command {
         };
     };
     let mut series = Vec::new();
+    let mut histograms = Vec::new();
     for l in body {
+        let (metric, values) = split_metric(l);
+        if let Some(labels) = parse_labels(metric) {
+            if values.contains("{{") {
+                histograms.push(labels.clone());
+            }
+            if nhcb {
+                histograms.extend(super::classify::nhcb_series(&labels));
+            }
+        }
         let Some((labels, points)) = parse_series_line(l) else {
             continue;
         };
@@ -145,7 +189,7 @@ fn parse_load(interval: &str, body: &[&str], line: usize) -> Command {
             .collect();
         series.push((labels, samples));
     }
-    Command::Load(series)
+    Command::Load { series, histograms }
 }
 
 /// Splits `metric{labels} values...` into the metric part and the rest.
@@ -238,7 +282,13 @@ pub(super) fn parse_points(values: &str) -> Option<Vec<Point>> {
             continue;
         }
         match tok.rfind('x') {
-            Some(pos) if !tok.starts_with("0x") => {
+            // As in promtool, `0x10` is zero repeated, not hexadecimal.
+            Some(pos)
+                if !tok.starts_with("0x")
+                    || tok
+                        .get(2..)
+                        .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit())) =>
+            {
                 let (head, times) = tok.split_at(pos);
                 let times: u64 = times.get(1..)?.parse().ok()?;
                 let bytes = head.as_bytes();
@@ -301,7 +351,13 @@ fn parse_eval(header: &str, body: &[&str], line: usize) -> Result<EvalCmd, Strin
     let mut series = Vec::new();
     let mut scalar = None;
     let mut unsupported = None;
+    let mut expects_histogram = false;
+    let mut warn = (kind == "eval_warn").then(|| AnnotationRule::parse(true, ""));
+    let mut info = (kind == "eval_info").then(|| AnnotationRule::parse(true, ""));
     for b in body {
+        if !b.starts_with("expect ") && b.contains("{{") {
+            expects_histogram = true;
+        }
         if let Some(e) = b.strip_prefix("expect ") {
             let e = e.trim();
             let (word, arg) = e.split_once(char::is_whitespace).unwrap_or((e, ""));
@@ -315,8 +371,16 @@ fn parse_eval(header: &str, body: &[&str], line: usize) -> Result<EvalCmd, Strin
                     }
                 }
                 "ordered" => ordered = true,
-                "warn" | "info" => expects_annotation = true,
-                "no_warn" | "no_info" => {}
+                "warn" => {
+                    expects_annotation = true;
+                    warn = Some(AnnotationRule::parse(true, arg));
+                }
+                "info" => {
+                    expects_annotation = true;
+                    info = Some(AnnotationRule::parse(true, arg));
+                }
+                "no_warn" => warn = Some(AnnotationRule::parse(false, "")),
+                "no_info" => info = Some(AnnotationRule::parse(false, "")),
                 "string" => string = unquote(arg),
                 "range" => {
                     let w: Vec<&str> = arg.split_whitespace().collect();
@@ -368,6 +432,9 @@ fn parse_eval(header: &str, body: &[&str], line: usize) -> Result<EvalCmd, Strin
         range,
         ordered,
         expects_annotation,
+        warn,
+        info,
+        expects_histogram,
         expected,
     })
 }
@@ -391,6 +458,10 @@ mod tests {
             Some(vec![Some(1000.0), Some(f64::NEG_INFINITY)])
         );
         assert_eq!(parse_points("{{count:1}}"), None);
+        assert_eq!(
+            parse_points("0x2 7"),
+            Some(vec![Some(0.0), Some(0.0), Some(0.0), Some(7.0)])
+        );
     }
 
     #[test]

@@ -549,6 +549,22 @@ fn histogram_quantile_classic() {
     let r = one(&db, "histogram_quantile(0.5, lat_bucket)", 10);
     assert_eq!(r.0, "{job=\"a\"}");
     assert_close(r.1, 0.3);
+    // histogram_quantiles: one series per quantile, labelled with it.
+    let mut v = vec_at(&db, "histogram_quantiles(lat_bucket, \"q\", 0.5, 1)", 10);
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].0, "{job=\"a\", q=\"0.5\"}");
+    assert_close(v[0].1, 0.3);
+    assert_eq!(v[1].0, "{job=\"a\", q=\"1.0\"}");
+    assert_close(v[1].1, 1.0);
+    // Overwriting a label that tells the histograms apart collides.
+    db.add(
+        l(&[("__name__", "lat_bucket"), ("le", "+Inf"), ("job", "b")]),
+        s(&[(0, 1.0)]),
+    );
+    assert!(engine()
+        .instant_query(&db, "histogram_quantiles(lat_bucket, \"job\", 0.5)", 10_000)
+        .is_err());
 }
 
 #[test]
@@ -756,4 +772,36 @@ fn delayed_name_removal() {
     );
     // Comparisons without bool keep the name.
     assert_eq!(one(&db, "a > 0", 60).0, "a{env=\"1\"}");
+}
+
+#[test]
+fn annotations_as_prometheus_words_them() {
+    let mut db = MemoryQueryable::new();
+    db.add(
+        l(&[("__name__", "g")]),
+        s(&[(0, 1.0), (15, 2.0), (30, 3.0)]),
+    );
+    db.add(
+        l(&[("__name__", "c_total")]),
+        s(&[(0, 1.0), (15, 2.0), (30, 3.0)]),
+    );
+    let infos = |q: &str| match engine().instant_query_annotated(&db, q, 30_000) {
+        Ok((_, a)) => a.infos,
+        Err(e) => panic!("{q}: {e}"),
+    };
+    assert_eq!(
+        infos("rate(g[1m])"),
+        vec!["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"g\""]
+    );
+    assert!(infos("rate(c_total[1m])").is_empty());
+    match engine().range_query_annotated(&db, "sort(limit_ratio(1.5, g))", 0, 30_000, 15_000) {
+        Ok((_, a)) => assert_eq!(
+            a.warnings,
+            vec![
+                "PromQL warning: sort is ineffective for range queries since results are always ordered by labels",
+                "PromQL warning: ratio value should be between -1 and 1, got 1.5, capping to 1",
+            ]
+        ),
+        Err(e) => panic!("{e}"),
+    }
 }

@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use fleetwatch_model::Labels;
+use fleetwatch_model::{is_valid_label_name, Labels, METRIC_NAME};
 
+use crate::error::{QueryError, Result};
+use crate::eval::Evaluator;
 use crate::value::VSample;
 
 /// One cumulative bucket.
@@ -25,24 +27,85 @@ fn parse_le(s: &str) -> Option<f64> {
 /// Groups bucket series by their labels without `le`, and computes the
 /// `q`-quantile of each group. The metric name is dropped from the result
 /// (delayed, so that two histograms differing only by name collide).
-pub(super) fn histogram_quantile(q: f64, v: Vec<VSample>, t: i64) -> Vec<VSample> {
-    per_histogram(v, t, |b| bucket_quantile(q, b))
+pub(super) fn histogram_quantile(ev: &Evaluator, q: f64, v: Vec<VSample>, t: i64) -> Vec<VSample> {
+    per_histogram(ev, v, t, |b| bucket_quantile(q, b))
+}
+
+/// `histogram_quantiles(v, label, q...)`: `histogram_quantile` for each
+/// `q`, with `label` set to the quantile (`0.0`, `0.25`, `1.0`, `NaN`).
+pub(super) fn histogram_quantiles(
+    ev: &Evaluator,
+    label: &str,
+    qs: &[f64],
+    v: Vec<VSample>,
+    t: i64,
+) -> Result<Vec<VSample>> {
+    if !is_valid_label_name(label) || label == METRIC_NAME {
+        return Err(QueryError::exec(format!("invalid label name {label:?}")));
+    }
+    let mut out = Vec::with_capacity(v.len() * qs.len());
+    for &q in qs {
+        let value = quantile_label_value(q);
+        for mut s in histogram_quantile(ev, q, v.clone(), t) {
+            Arc::make_mut(&mut s.labels).set(label, &value);
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// How `histogram_quantiles` writes a quantile into its label: always
+/// with a fractional part (`1.0`), `NaN`, `+Inf`, `-Inf`.
+fn quantile_label_value(q: f64) -> String {
+    if q.is_infinite() {
+        return if q > 0.0 { "+Inf" } else { "-Inf" }.to_string();
+    }
+    format!("{q:?}")
 }
 
 /// `histogram_fraction(lower, upper, v)`: per classic histogram, the
 /// estimated fraction of observations in `[lower, upper]`.
-pub(super) fn histogram_fraction(lower: f64, upper: f64, v: Vec<VSample>, t: i64) -> Vec<VSample> {
-    per_histogram(v, t, |b| bucket_fraction(lower, upper, b))
+pub(super) fn histogram_fraction(
+    ev: &Evaluator,
+    lower: f64,
+    upper: f64,
+    v: Vec<VSample>,
+    t: i64,
+) -> Vec<VSample> {
+    per_histogram(ev, v, t, |b| (bucket_fraction(lower, upper, b), false))
 }
 
-/// Groups bucket series into histograms and applies `f` to each.
-fn per_histogram(v: Vec<VSample>, t: i64, f: impl Fn(Vec<Bucket>) -> f64) -> Vec<VSample> {
+/// The metric name of a sample for annotations (empty once dropped).
+fn annotation_name(s: &VSample) -> &str {
+    if s.drop_name {
+        ""
+    } else {
+        s.labels.metric_name().unwrap_or("")
+    }
+}
+
+/// Groups bucket series into histograms and applies `f` to each; `f`
+/// also tells whether the buckets had to be made monotonic. Warns about
+/// samples without a usable `le` label.
+fn per_histogram(
+    ev: &Evaluator,
+    v: Vec<VSample>,
+    t: i64,
+    f: impl Fn(Vec<Bucket>) -> (f64, bool),
+) -> Vec<VSample> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for s in v {
-        let Some(upper) = s.labels.get("le").and_then(parse_le) else {
+        let le = s.labels.get("le").unwrap_or("");
+        let Some(upper) = parse_le(le) else {
+            ev.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
+                annotation_name(&s)
+            ));
             continue;
         };
+        let name = annotation_name(&s).to_string();
         let mut key = Arc::unwrap_or_clone(s.labels);
         key.remove("le");
         let b = Bucket {
@@ -58,14 +121,24 @@ fn per_histogram(v: Vec<VSample>, t: i64, f: impl Fn(Vec<Bucket>) -> f64) -> Vec
             None => {
                 index.insert(key.clone(), groups.len());
                 groups.push((key, vec![b]));
+                names.push(name);
             }
         }
     }
     groups
         .into_iter()
-        .map(|(labels, buckets)| VSample {
-            drop_name: true,
-            ..VSample::new(labels, f(buckets), t)
+        .zip(names)
+        .map(|((labels, buckets), name)| {
+            let (value, fixed) = f(buckets);
+            if fixed {
+                ev.info(format!(
+                    "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
+                ));
+            }
+            VSample {
+                drop_name: true,
+                ..VSample::new(labels, value, t)
+            }
         })
         .collect()
 }
@@ -84,8 +157,9 @@ fn almost_equal(a: f64, b: f64, eps: f64) -> bool {
 }
 
 /// Sorts buckets, requires a `+Inf` bucket, merges equal bounds and makes
-/// counts monotonic (ignoring tiny floating-point deltas).
-fn normalize(mut buckets: Vec<Bucket>) -> Option<Vec<Bucket>> {
+/// counts monotonic (ignoring tiny floating-point deltas); also tells
+/// whether a count had to be raised.
+fn normalize(mut buckets: Vec<Bucket>) -> Option<(Vec<Bucket>, bool)> {
     buckets.sort_by(|a, b| a.upper.total_cmp(&b.upper));
     if !buckets.last().is_some_and(|b| b.upper == f64::INFINITY) {
         return None;
@@ -99,6 +173,7 @@ fn normalize(mut buckets: Vec<Bucket>) -> Option<Vec<Bucket>> {
         }
     }
     let mut buckets = merged;
+    let mut fixed = false;
     // Force monotonicity, ignoring tiny floating-point deltas.
     if let Some(first) = buckets.first() {
         let mut prev = first.count;
@@ -108,13 +183,14 @@ fn normalize(mut buckets: Vec<Bucket>) -> Option<Vec<Bucket>> {
                 continue;
             }
             if almost_equal(prev, curr, 1e-12) || curr < prev {
+                fixed |= !almost_equal(prev, curr, 1e-12);
                 b.count = prev;
                 continue;
             }
             prev = curr;
         }
     }
-    Some(buckets)
+    Some((buckets, fixed))
 }
 
 /// The estimated fraction of observations in `[lower, upper]`, linearly
@@ -122,7 +198,7 @@ fn normalize(mut buckets: Vec<Bucket>) -> Option<Vec<Bucket>> {
 /// its upper bound is positive). An infinite-width bucket counts fully
 /// only when the range reaches its infinite end.
 fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
-    let Some(buckets) = normalize(buckets) else {
+    let Some((buckets, _)) = normalize(buckets) else {
         return f64::NAN;
     };
     let count = buckets.last().map_or(0.0, |b| b.count);
@@ -162,20 +238,26 @@ fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
     inside / count
 }
 
-/// Prometheus's `BucketQuantile`.
-fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> f64 {
+/// Prometheus's `BucketQuantile`, and whether the buckets had to be made
+/// monotonic.
+fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> (f64, bool) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
-    let Some(buckets) = normalize(buckets) else {
-        return f64::NAN;
+    let Some((buckets, fixed)) = normalize(buckets) else {
+        return (f64::NAN, false);
     };
+    (interpolate(q, &buckets), fixed)
+}
+
+/// The quantile of sorted, monotonic buckets ending with `+Inf`.
+fn interpolate(q: f64, buckets: &[Bucket]) -> f64 {
     if buckets.len() < 2 {
         return f64::NAN;
     }
@@ -220,8 +302,20 @@ mod tests {
             b(1.0, 40.0),
             b(f64::INFINITY, 40.0),
         ];
-        assert!((bucket_quantile(0.5, buckets.clone()) - 0.3).abs() < 1e-12);
-        assert_eq!(bucket_quantile(1.0, buckets.clone()), 1.0);
-        assert!(bucket_quantile(0.5, vec![b(1.0, 3.0)]).is_nan());
+        assert!((bucket_quantile(0.5, buckets.clone()).0 - 0.3).abs() < 1e-12);
+        assert_eq!(bucket_quantile(1.0, buckets.clone()), (1.0, false));
+        assert!(bucket_quantile(0.5, vec![b(1.0, 3.0)]).0.is_nan());
+        let nonmonotonic = vec![b(1.0, 5.0), b(2.0, 4.0), b(f64::INFINITY, 6.0)];
+        assert!(bucket_quantile(0.5, nonmonotonic).1);
+    }
+
+    #[test]
+    fn quantile_labels() {
+        assert_eq!(quantile_label_value(0.0), "0.0");
+        assert_eq!(quantile_label_value(1.0), "1.0");
+        assert_eq!(quantile_label_value(0.25), "0.25");
+        assert_eq!(quantile_label_value(-0.1), "-0.1");
+        assert_eq!(quantile_label_value(f64::NAN), "NaN");
+        assert_eq!(quantile_label_value(f64::INFINITY), "+Inf");
     }
 }

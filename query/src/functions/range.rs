@@ -6,6 +6,7 @@ use fleetwatch_model::Sample;
 use promql_parser::parser::Expr;
 
 use super::label::absent_labels;
+use crate::annotations::{invalid_quantile, possible_non_counter};
 use crate::error::{QueryError, Result};
 use crate::eval::{Evaluator, RangeArg};
 use crate::stats::{self, kahan_inc};
@@ -66,6 +67,22 @@ pub(super) fn call(ev: &Evaluator, name: &str, args: &[&Expr], t: i64) -> Result
         } else {
             Vec::new()
         }));
+    }
+    if name == "quantile_over_time" {
+        if let Some(w) = scalars.first().copied().and_then(invalid_quantile) {
+            ev.warn(w);
+        }
+    }
+    if matches!(name, "rate" | "increase") {
+        for s in arg
+            .series
+            .iter()
+            .filter(|s| !s.samples.is_empty() && !s.drop_name)
+        {
+            if let Some(i) = s.labels.metric_name().and_then(possible_non_counter) {
+                ev.info(i);
+            }
+        }
     }
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     let p0 = scalars.first().copied().unwrap_or(f64::NAN);
