@@ -54,7 +54,8 @@ pub struct StorageConfig {
     /// Time range of a block cut from the head. Default `2h`.
     #[serde(deserialize_with = "duration_ms")]
     pub block_range: Option<i64>,
-    /// Encoding of block values: `plain` (default), `decimal` or
+    /// Encoding of block values: `decimal` (default: lossless decimal
+    /// mantissa and exponent, the smallest on fleet data), `plain` or
     /// `byte_stream_split`.
     pub block_value_encoding: BlockValueEncoding,
     /// zstd level of block files (default 3).
@@ -66,9 +67,10 @@ pub struct StorageConfig {
 #[serde(rename_all = "snake_case")]
 pub enum BlockValueEncoding {
     /// Float64, PLAIN, then zstd.
-    #[default]
     Plain,
-    /// Decimal mantissa and exponent, delta-encoded, then zstd.
+    /// Decimal mantissa and exponent, delta-encoded, then zstd (lossless:
+    /// values that do not round-trip keep their float bits).
+    #[default]
     Decimal,
     /// Float64, BYTE_STREAM_SPLIT, then zstd.
     ByteStreamSplit,
@@ -81,7 +83,7 @@ impl Default for StorageConfig {
             retention: Some(15 * 86_400_000),
             retention_size_bytes: None,
             block_range: Some(2 * 3_600_000),
-            block_value_encoding: BlockValueEncoding::Plain,
+            block_value_encoding: BlockValueEncoding::Decimal,
             block_zstd_level: 3,
         }
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use fleetwatch_model::{Labels, Matcher, Sample};
 use tokio::runtime::Handle;
 
-use crate::block::{BlockMeta, BlockStore, SampleLayout};
+use crate::block::{BlockMeta, BlockStore, SampleLayout, ValueEncoding};
 use crate::compact::CompactOptions;
 use crate::head::{Head, HeadOptions};
 use crate::{Queryable, SeriesData, StorageError};
@@ -59,7 +59,12 @@ impl DbOptions {
             },
             retention_ms: Some(15 * 86_400_000),
             retention_bytes: None,
-            layout: SampleLayout::default(),
+            // Decimal mantissa + exponent values: 2.73 bytes/sample on the
+            // bench fleet load against 3.21 for plain Float64 (bench/README.md).
+            layout: SampleLayout {
+                values: ValueEncoding::Decimal,
+                ..SampleLayout::default()
+            },
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use fleetwatch_model::{Labels, Sample, STALE_NAN};
-use fleetwatch_storage::block::BlockStore;
+use fleetwatch_storage::block::{BlockStore, SampleLayout, ValueEncoding};
 
 fn pyarrow_available() -> bool {
     Command::new("python3")
@@ -60,10 +60,21 @@ async fn block_files_open_in_pyarrow() {
         println!("SKIPPED: python3 with pyarrow not available");
         return;
     }
+    for values in [ValueEncoding::Plain, ValueEncoding::Decimal] {
+        check_layout(values).await;
+    }
+}
+
+async fn check_layout(values: ValueEncoding) {
     let dir = tempfile::tempdir().unwrap();
+    let layout = SampleLayout {
+        values,
+        ..SampleLayout::default()
+    };
     let bs = BlockStore::open(BlockStore::local(dir.path()).unwrap())
         .await
-        .unwrap();
+        .unwrap()
+        .with_layout(layout);
     let series: Vec<(Labels, Vec<Sample>)> = (0..10)
         .map(|i| {
             let l = Labels::from_pairs([
@@ -89,7 +100,7 @@ async fn block_files_open_in_pyarrow() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "pyarrow check failed:\n{stdout}\n{stderr}"
+        "pyarrow check of the {values:?} layout failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("pyarrow ok 30 10"), "{stdout}");
 }
