@@ -20,14 +20,6 @@ const CLUSTERS: [(&str, &[Scenario]); 3] = [
     ("staging", &[Scenario::MigrationFailures]),
 ];
 
-/// The current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The collector config the demo gives each cluster.
 fn collector_yaml(cluster: &str, target: &str, hub: &str, interval: &str) -> String {
     format!(

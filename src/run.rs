@@ -153,7 +153,7 @@ async fn simulate(args: SimulateArgs) -> Result<()> {
     tracing::info!(addr = %listener.local_addr()?, cluster = %args.cluster, vms = args.vms, frozen = args.frozen, "simulator listening");
     let shutdown = Shutdown::on_signals();
     if args.frozen {
-        let text = sim.render(crate::demo::now_ms());
+        let text = sim.render(fleetwatch_aggregator::api::now_ms());
         let router = axum::Router::new()
             .route(
                 "/metrics",

@@ -35,31 +35,30 @@ impl HubMetrics {
         }
     }
 
-    /// Renders every metric, the head's included.
+    /// Renders every metric, the head's and the blocks' included.
     pub fn render(&self, db: &Db) -> String {
         let mut out = String::with_capacity(4096);
         let head = db.head();
-        let s = head.stats();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        counter(
+        let h = head.stats();
+        let b = db.blocks().stats();
+        let blocks = db.blocks().blocks();
+        let c = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
+
+        write_family(
             &mut out,
-            "fleetwatch_remote_write_requests_total",
-            "Remote-write requests accepted.",
-            self.write_requests_ok.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_remote_write_samples_received_total",
-            "Samples in accepted remote-write requests.",
-            self.write_samples_received.load(Ordering::Relaxed),
+            "counter",
+            &[
+                (
+                    "fleetwatch_remote_write_requests_total",
+                    "Remote-write requests accepted.",
+                    c(&self.write_requests_ok),
+                ),
+                (
+                    "fleetwatch_remote_write_samples_received_total",
+                    "Samples in accepted remote-write requests.",
+                    c(&self.write_samples_received),
+                ),
+            ],
         );
         let _ = writeln!(out, "# HELP fleetwatch_remote_write_requests_rejected_total Remote-write requests rejected, by reason.\n# TYPE fleetwatch_remote_write_requests_rejected_total counter");
         if let Ok(m) = self.write_rejected.lock() {
@@ -79,185 +78,202 @@ impl HubMetrics {
                 );
             }
         }
-        counter(
+        write_family(
             &mut out,
-            "fleetwatch_head_samples_appended_total",
-            "Samples stored in the head.",
-            s.samples_appended.load(Ordering::Relaxed),
+            "counter",
+            &[
+                (
+                    "fleetwatch_head_samples_appended_total",
+                    "Samples stored in the head.",
+                    c(&h.samples_appended),
+                ),
+                (
+                    "fleetwatch_head_duplicate_samples_total",
+                    "Identical duplicate samples ignored.",
+                    c(&h.duplicates_ignored),
+                ),
+                (
+                    "fleetwatch_head_requests_rejected_total",
+                    "Append requests rejected as bad data.",
+                    c(&h.requests_rejected),
+                ),
+                (
+                    "fleetwatch_head_series_created_total",
+                    "Series created in the head.",
+                    c(&h.series_created),
+                ),
+            ],
         );
-        counter(
+        write_family(
             &mut out,
-            "fleetwatch_head_duplicate_samples_total",
-            "Identical duplicate samples ignored.",
-            s.duplicates_ignored.load(Ordering::Relaxed),
+            "gauge",
+            &[
+                (
+                    "fleetwatch_head_series",
+                    "Series in the head.",
+                    head.num_series() as f64,
+                ),
+                (
+                    "fleetwatch_head_samples",
+                    "Samples held in memory.",
+                    head.num_samples() as f64,
+                ),
+            ],
         );
-        counter(
+        write_family(
             &mut out,
-            "fleetwatch_head_requests_rejected_total",
-            "Append requests rejected as bad data.",
-            s.requests_rejected.load(Ordering::Relaxed),
+            "counter",
+            &[
+                (
+                    "fleetwatch_wal_fsyncs_total",
+                    "WAL fsyncs.",
+                    c(&h.wal_fsyncs),
+                ),
+                (
+                    "fleetwatch_wal_fsynced_requests_total",
+                    "Append requests covered by WAL fsyncs (group commit).",
+                    c(&h.wal_fsynced_requests),
+                ),
+                (
+                    "fleetwatch_wal_bytes_written_total",
+                    "Bytes written to the WAL.",
+                    c(&h.wal_bytes),
+                ),
+                (
+                    "fleetwatch_wal_failures_total",
+                    "WAL write or fsync failures.",
+                    c(&h.wal_failures),
+                ),
+            ],
         );
-        counter(
+        write_family(
             &mut out,
-            "fleetwatch_head_series_created_total",
-            "Series created in the head.",
-            s.series_created.load(Ordering::Relaxed),
+            "gauge",
+            &[
+                (
+                    "fleetwatch_wal_replay_records",
+                    "Records replayed from the WAL at start.",
+                    c(&h.wal_replayed_records),
+                ),
+                (
+                    "fleetwatch_wal_replay_duration_seconds",
+                    "Time the WAL replay took at start.",
+                    c(&h.wal_replay_micros) / 1e6,
+                ),
+                (
+                    "fleetwatch_wal_truncated_bytes",
+                    "Bytes cut off torn or corrupt WAL tails at start.",
+                    c(&h.wal_truncated_bytes),
+                ),
+                (
+                    "fleetwatch_wal_corrupt_segments",
+                    "WAL segments found with a torn or corrupt tail at start.",
+                    c(&h.wal_corrupt_segments),
+                ),
+                (
+                    "fleetwatch_head_sample_bytes",
+                    "Bytes the head's in-memory samples take (encoded chunks and open buffers).",
+                    head.sample_memory_bytes() as f64,
+                ),
+                ("fleetwatch_blocks", "Blocks on disk.", blocks.len() as f64),
+                (
+                    "fleetwatch_blocks_bytes",
+                    "Bytes of blocks on disk.",
+                    db.blocks().total_bytes() as f64,
+                ),
+                (
+                    "fleetwatch_blocks_samples",
+                    "Samples in blocks.",
+                    blocks.iter().map(|m| m.num_samples as f64).sum(),
+                ),
+            ],
         );
-        gauge(
+        write_family(
             &mut out,
-            "fleetwatch_head_series",
-            "Series in the head.",
-            head.num_series() as f64,
+            "counter",
+            &[
+                (
+                    "fleetwatch_blocks_written_total",
+                    "Blocks written (head cuts and compactions).",
+                    c(&b.blocks_written),
+                ),
+                (
+                    "fleetwatch_compactions_total",
+                    "Compactions completed.",
+                    c(&b.compactions),
+                ),
+                (
+                    "fleetwatch_blocks_retention_deleted_total",
+                    "Blocks deleted by retention.",
+                    c(&b.blocks_retention_deleted),
+                ),
+            ],
         );
-        gauge(
+        write_family(
             &mut out,
-            "fleetwatch_head_samples",
-            "Samples held in memory.",
-            head.num_samples() as f64,
+            "gauge",
+            &[
+                (
+                    "fleetwatch_blocks_corrupt_skipped",
+                    "Blocks skipped at start because a file was missing, truncated or corrupt.",
+                    c(&b.blocks_corrupt_skipped),
+                ),
+                (
+                    "fleetwatch_blocks_incomplete_removed",
+                    "Incomplete blocks removed at start.",
+                    c(&b.blocks_incomplete_removed),
+                ),
+            ],
         );
-        counter(
+        write_family(
             &mut out,
-            "fleetwatch_wal_fsyncs_total",
-            "WAL fsyncs.",
-            s.wal_fsyncs.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_wal_fsynced_requests_total",
-            "Append requests covered by WAL fsyncs (group commit).",
-            s.wal_fsynced_requests.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_wal_bytes_written_total",
-            "Bytes written to the WAL.",
-            s.wal_bytes.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_wal_failures_total",
-            "WAL write or fsync failures.",
-            s.wal_failures.load(Ordering::Relaxed),
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_wal_replay_records",
-            "Records replayed from the WAL at start.",
-            s.wal_replayed_records.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_wal_replay_duration_seconds",
-            "Time the WAL replay took at start.",
-            s.wal_replay_micros.load(Ordering::Relaxed) as f64 / 1e6,
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_wal_truncated_bytes",
-            "Bytes cut off torn or corrupt WAL tails at start.",
-            s.wal_truncated_bytes.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_wal_corrupt_segments",
-            "WAL segments found with a torn or corrupt tail at start.",
-            s.wal_corrupt_segments.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_head_sample_bytes",
-            "Bytes the head's in-memory samples take (encoded chunks and open buffers).",
-            head.sample_memory_bytes() as f64,
-        );
-        let b = db.blocks().stats();
-        let blocks = db.blocks().blocks();
-        gauge(
-            &mut out,
-            "fleetwatch_blocks",
-            "Blocks on disk.",
-            blocks.len() as f64,
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_blocks_bytes",
-            "Bytes of blocks on disk.",
-            db.blocks().total_bytes() as f64,
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_blocks_samples",
-            "Samples in blocks.",
-            blocks.iter().map(|m| m.num_samples as f64).sum(),
-        );
-        let c = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
-        counter(
-            &mut out,
-            "fleetwatch_blocks_written_total",
-            "Blocks written (head cuts and compactions).",
-            c(&b.blocks_written),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_compactions_total",
-            "Compactions completed.",
-            c(&b.compactions),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_blocks_retention_deleted_total",
-            "Blocks deleted by retention.",
-            c(&b.blocks_retention_deleted),
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_blocks_corrupt_skipped",
-            "Blocks skipped at start because a file was missing, truncated or corrupt.",
-            c(&b.blocks_corrupt_skipped) as f64,
-        );
-        gauge(
-            &mut out,
-            "fleetwatch_blocks_incomplete_removed",
-            "Incomplete blocks removed at start.",
-            c(&b.blocks_incomplete_removed) as f64,
-        );
-        counter(
-            &mut out,
-            "fleetwatch_block_selects_total",
-            "Block selects served.",
-            c(&b.selects),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_block_bytes_read_total",
-            "Bytes read from block sample files.",
-            c(&b.bytes_read),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_block_row_groups_read_total",
-            "Row groups decoded by selects.",
-            c(&b.row_groups_read),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_block_row_groups_skipped_total",
-            "Row groups skipped by statistics.",
-            c(&b.row_groups_skipped),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_block_pages_read_total",
-            "Pages read by selects.",
-            c(&b.pages_read),
-        );
-        counter(
-            &mut out,
-            "fleetwatch_block_pages_skipped_total",
-            "Pages skipped thanks to the page index.",
-            c(&b.pages_skipped),
+            "counter",
+            &[
+                (
+                    "fleetwatch_block_selects_total",
+                    "Block selects served.",
+                    c(&b.selects),
+                ),
+                (
+                    "fleetwatch_block_bytes_read_total",
+                    "Bytes read from block sample files.",
+                    c(&b.bytes_read),
+                ),
+                (
+                    "fleetwatch_block_row_groups_read_total",
+                    "Row groups decoded by selects.",
+                    c(&b.row_groups_read),
+                ),
+                (
+                    "fleetwatch_block_row_groups_skipped_total",
+                    "Row groups skipped by statistics.",
+                    c(&b.row_groups_skipped),
+                ),
+                (
+                    "fleetwatch_block_pages_read_total",
+                    "Pages read by selects.",
+                    c(&b.pages_read),
+                ),
+                (
+                    "fleetwatch_block_pages_skipped_total",
+                    "Pages skipped thanks to the page index.",
+                    c(&b.pages_skipped),
+                ),
+            ],
         );
         process_metrics(&mut out);
         out
+    }
+}
+
+/// Appends unlabelled metrics of one `kind` (`counter` or `gauge`), each
+/// with its HELP and TYPE lines.
+fn write_family(out: &mut String, kind: &str, metrics: &[(&str, &str, f64)]) {
+    for (name, help, v) in metrics {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     }
 }
 

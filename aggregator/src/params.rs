@@ -3,6 +3,8 @@
 //! POST; times as RFC 3339 or Unix seconds with fractions; durations as
 //! Prometheus durations or float seconds.
 
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 
 use crate::error::ApiError;
@@ -16,6 +18,20 @@ pub const MAX_TIME_MS: i64 = 9_223_372_036_854_775 - 1;
 /// Parsed request parameters, in order, with repeats kept.
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    /// Reads the query string and, for a form-encoded body, the body.
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let raw = req.uri().query().map(str::to_string);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_data(format!("cannot read the request body: {e}")))?;
+        Ok(Self::collect(raw.as_deref(), &headers, &body))
+    }
+}
 
 impl Params {
     /// Collects parameters from the raw query string and, for a

@@ -536,16 +536,19 @@ impl Head {
     /// whole. Blocking: call it from a blocking context.
     pub fn append_prepared(&self, batch: PreparedBatch) -> Result<AppendOutcome, StorageError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        let sender = self
-            .sender
+        self.to_writer(Msg::Append(Job { batch, reply }))?;
+        rx.recv().map_err(|_| unavailable("wal writer stopped"))?
+    }
+
+    /// Hands `msg` to the writer thread.
+    fn to_writer(&self, msg: Msg) -> Result<(), StorageError> {
+        self.sender
             .lock()
             .map_err(|_| unavailable("writer lock poisoned"))?
-            .clone()
-            .ok_or_else(|| unavailable("head is closed"))?;
-        sender
-            .send(Msg::Append(Job { batch, reply }))
-            .map_err(|_| unavailable("wal writer stopped"))?;
-        rx.recv().map_err(|_| unavailable("wal writer stopped"))?
+            .as_ref()
+            .ok_or_else(|| unavailable("head is closed"))?
+            .send(msg)
+            .map_err(|_| unavailable("wal writer stopped"))
     }
 
     /// Drops in-memory samples older than `keep_from_ms` (they are durable
@@ -569,19 +572,11 @@ impl Head {
         keep_from_ms: i64,
     ) -> Result<CheckpointReport, StorageError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        let sender = self
-            .sender
-            .lock()
-            .map_err(|_| unavailable("writer lock poisoned"))?
-            .clone()
-            .ok_or_else(|| unavailable("head is closed"))?;
-        sender
-            .send(Msg::Checkpoint {
-                cut,
-                keep_from_ms,
-                reply,
-            })
-            .map_err(|_| unavailable("wal writer stopped"))?;
+        self.to_writer(Msg::Checkpoint {
+            cut,
+            keep_from_ms,
+            reply,
+        })?;
         rx.recv().map_err(|_| unavailable("wal writer stopped"))?
     }
 

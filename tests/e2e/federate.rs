@@ -5,7 +5,6 @@
 //! answers queries over data only the hub has, exactly as the hub does.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use fleetwatch_model::remote_write::{encode_write_request, SeriesSamples};
@@ -13,36 +12,6 @@ use fleetwatch_model::{Labels, Sample};
 use serde_json::Value;
 
 use super::support::*;
-
-/// Starts Debian's Prometheus with `config` and waits until it is ready.
-pub fn start_prometheus(bin: &Path, config: &str, dir: &Path) -> (Proc, String) {
-    let addr = free_addr();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, config).expect("write prometheus config");
-    let tsdb = dir.join("prom-data");
-    let args = [
-        format!("--config.file={}", cfg.display()),
-        format!("--storage.tsdb.path={}", tsdb.display()),
-        format!("--web.listen-address={addr}"),
-    ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let proc = Proc::spawn("prometheus", bin.to_str().expect("utf-8 path"), &args, dir);
-    let url = format!("http://{addr}/-/ready");
-    let client = http();
-    wait_for(
-        "prometheus readiness",
-        Duration::from_secs(60),
-        || proc.log(),
-        || {
-            client
-                .get(&url)
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
-    );
-    (proc, addr)
-}
 
 /// Remote-writes `series` to the hub at `addr`, panicking unless it is
 /// accepted.
@@ -138,7 +107,7 @@ fn prometheus_federates_from_hub_with_honor_labels() {
          \x20   static_configs:\n      - targets: ['{}']\n",
         hub.addr
     );
-    let (mut prom, prom_addr) = start_prometheus(&prometheus, &prom_config, tmp.path());
+    let (mut prom, prom_addr) = start_prometheus(&prometheus, &prom_config, tmp.path(), &[]);
     let got = wait_for(
         "federated series in prometheus",
         Duration::from_secs(60),
@@ -308,7 +277,7 @@ fn prometheus_remote_reads_from_hub() {
          remote_read:\n  - url: http://{}/api/v1/read\n    read_recent: true\n",
         hub.addr
     );
-    let (mut prom, prom_addr) = start_prometheus(&prometheus, &prom_config, tmp.path());
+    let (mut prom, prom_addr) = start_prometheus(&prometheus, &prom_config, tmp.path(), &[]);
 
     let t = (base + 5 * 60_000) as f64 / 1000.0;
     let start = (base + 60_000) as f64 / 1000.0;

@@ -3,40 +3,9 @@
 //! promtool querying the hub.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use super::support::*;
-
-fn start_prometheus(bin: &Path, config: &str, dir: &Path, extra: &[&str]) -> (Proc, String) {
-    let addr = free_addr();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, config).expect("write prometheus config");
-    let tsdb = dir.join("prom-data");
-    let mut args = vec![
-        format!("--config.file={}", cfg.display()),
-        format!("--storage.tsdb.path={}", tsdb.display()),
-        format!("--web.listen-address={addr}"),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let proc = Proc::spawn("prometheus", bin.to_str().expect("utf-8 path"), &args, dir);
-    let url = format!("http://{addr}/-/ready");
-    let client = http();
-    wait_for(
-        "prometheus readiness",
-        Duration::from_secs(60),
-        || proc.log(),
-        || {
-            client
-                .get(&url)
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
-    );
-    (proc, addr)
-}
 
 #[test]
 fn prometheus_remote_writes_into_hub_and_promtool_queries_it() {

@@ -124,6 +124,48 @@ pub fn wait_for<T>(
     }
 }
 
+/// Waits (at most `timeout`) until `url` answers 2xx; panics with `proc`'s
+/// log otherwise.
+pub fn wait_until_ok(what: &str, url: &str, timeout: Duration, proc: &Proc) {
+    let client = http();
+    wait_for(
+        what,
+        timeout,
+        || proc.log(),
+        || {
+            client
+                .get(url)
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        },
+    );
+}
+
+/// Starts Debian's Prometheus with `config` (plus `extra` flags) on a free
+/// port with its data under `dir`, and waits until it is ready.
+pub fn start_prometheus(bin: &Path, config: &str, dir: &Path, extra: &[&str]) -> (Proc, String) {
+    let addr = free_addr();
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, config).expect("write prometheus config");
+    let tsdb = dir.join("prom-data");
+    let mut args = vec![
+        format!("--config.file={}", cfg.display()),
+        format!("--storage.tsdb.path={}", tsdb.display()),
+        format!("--web.listen-address={addr}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proc = Proc::spawn("prometheus", bin.to_str().expect("utf-8 path"), &args, dir);
+    wait_until_ok(
+        "prometheus readiness",
+        &format!("http://{addr}/-/ready"),
+        Duration::from_secs(60),
+        &proc,
+    );
+    (proc, addr)
+}
+
 /// A blocking HTTP client with a bounded timeout.
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -216,19 +258,11 @@ pub fn start_hub(data_dir: &Path, log_dir: &Path, extra: &[&str]) -> HubProc {
     let mut args = vec!["aggregator", "--listen", &addr, "--data-dir", dir];
     args.extend_from_slice(extra);
     let mut proc = Proc::spawn("hub", BIN, &args, log_dir);
-    let client = http();
-    let url = format!("http://{addr}/-/ready");
-    wait_for(
+    wait_until_ok(
         "hub readiness",
+        &format!("http://{addr}/-/ready"),
         Duration::from_secs(30),
-        || proc.log(),
-        || {
-            client
-                .get(&url)
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
+        &proc,
     );
     proc.assert_running();
     HubProc { proc, addr }
@@ -260,19 +294,11 @@ pub fn start_simulator(
     ];
     args.extend_from_slice(extra);
     let proc = Proc::spawn(name, BIN, &args, log_dir);
-    let client = http();
-    let url = format!("http://{addr}/metrics");
-    wait_for(
+    wait_until_ok(
         "simulator",
+        &format!("http://{addr}/metrics"),
         Duration::from_secs(20),
-        || proc.log(),
-        || {
-            client
-                .get(&url)
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        },
+        &proc,
     );
     (proc, addr)
 }

@@ -12,9 +12,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use fleetwatch_model::exposition::{write_sample_line, write_type_line, TEXT_CONTENT_TYPE};
 use fleetwatch_model::{is_stale_nan, Labels, Matcher, Sample};
@@ -28,11 +27,8 @@ use crate::params::Params;
 /// `GET|POST /federate`.
 pub async fn federate(
     State(state): State<Arc<AppState>>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let params = Params::collect(raw.as_deref(), &headers, &body);
     let result = run(&state, &params).await;
     state.metrics.count_query(
         "federate",

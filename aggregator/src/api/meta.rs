@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::Json;
 use fleetwatch_model::duration::format_duration_ms;
 use fleetwatch_model::{is_valid_label_name, Matcher};
@@ -83,11 +81,8 @@ where
 /// `GET|POST /api/v1/series`.
 pub async fn series(
     State(state): State<Arc<AppState>>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::collect(raw.as_deref(), &headers, &body);
     let sel = selection(&params, true)?;
     let series = gather(&state, sel, |q, m, s, e| q.series(m, s, e)).await?;
     Ok(Json(success(Value::Array(
@@ -98,11 +93,8 @@ pub async fn series(
 /// `GET|POST /api/v1/labels`.
 pub async fn labels(
     State(state): State<Arc<AppState>>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::collect(raw.as_deref(), &headers, &body);
     let sel = selection(&params, false)?;
     let names = gather(&state, sel, |q, m, s, e| q.label_names(m, s, e)).await?;
     Ok(Json(success(json!(names))))
@@ -112,13 +104,11 @@ pub async fn labels(
 pub async fn label_values(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
     if !is_valid_label_name(&name) {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let params = Params::collect(raw.as_deref(), &headers, &[]);
     let sel = selection(&params, false)?;
     let values = gather(&state, sel, move |q, m, s, e| {
         q.label_values(&name, m, s, e)

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::Json;
 use fleetwatch_model::exposition::format_value;
 use fleetwatch_model::Labels;
-use fleetwatch_query::{Engine, EngineOptions, QueryError, QueryValue};
+use fleetwatch_query::{Engine, EngineOptions, QueryError, QueryValue, MAX_POINTS_PER_SERIES};
 use serde_json::{json, Map, Value};
 
 use super::now_ms;
@@ -18,17 +16,11 @@ use crate::error::{ApiError, ErrorType};
 use crate::hub::AppState;
 use crate::params::{ms_to_secs, Params};
 
-/// Most points one series of a range query may have, as Prometheus.
-const MAX_POINTS_PER_SERIES: i64 = 11_000;
-
 /// `GET|POST /api/v1/query`.
 pub async fn instant(
     State(state): State<Arc<AppState>>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::collect(raw.as_deref(), &headers, &body);
     let result = run_instant(&state, &params).await;
     state.metrics.count_query("query", outcome(&result));
     result
@@ -37,11 +29,8 @@ pub async fn instant(
 /// `GET|POST /api/v1/query_range`.
 pub async fn range(
     State(state): State<Arc<AppState>>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let params = Params::collect(raw.as_deref(), &headers, &body);
     let result = run_range(&state, &params).await;
     state.metrics.count_query("query_range", outcome(&result));
     result

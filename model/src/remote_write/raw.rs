@@ -100,112 +100,6 @@ pub struct LabelSummary {
     pub count: usize,
 }
 
-impl<'a> RawSeries<'a> {
-    /// Visits the label pairs as raw bytes, in wire order.
-    pub fn for_each_label(&self, mut f: impl FnMut(&'a [u8], &'a [u8])) -> Result<(), ModelError> {
-        let mut pos = 0;
-        while pos < self.msg.len() {
-            if let Field::Bytes(1, label) = next_field(self.msg, &mut pos)? {
-                let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
-                let mut lp = 0;
-                while lp < label.len() {
-                    match next_field(label, &mut lp)? {
-                        Field::Bytes(1, b) => name = b,
-                        Field::Bytes(2, b) => value = b,
-                        _ => {}
-                    }
-                }
-                f(name, value);
-            }
-        }
-        Ok(())
-    }
-
-    /// Hashes the labels without allocating and says whether they are in
-    /// canonical order.
-    pub fn label_summary(&self) -> Result<LabelSummary, ModelError> {
-        let mut hasher = Xxh3::new();
-        let mut prev: Option<&[u8]> = None;
-        let mut canonical = true;
-        let mut count = 0;
-        self.for_each_label(|name, value| {
-            hasher.update(name);
-            hasher.update(&[0xff]);
-            hasher.update(value);
-            hasher.update(&[0xff]);
-            if value.is_empty() || prev.is_some_and(|p| p >= name) {
-                canonical = false;
-            }
-            prev = Some(name);
-            count += 1;
-        })?;
-        Ok(LabelSummary {
-            hash: SeriesHash(hasher.digest()),
-            canonical,
-            count,
-        })
-    }
-
-    /// True when the labels, in wire order, equal `labels` byte for byte.
-    pub fn labels_equal(&self, labels: &Labels) -> Result<bool, ModelError> {
-        let mut it = labels.iter();
-        let mut equal = true;
-        self.for_each_label(|name, value| {
-            if !equal {
-                return;
-            }
-            match it.next() {
-                Some(l) if l.name.as_bytes() == name && l.value.as_bytes() == value => {}
-                _ => equal = false,
-            }
-        })?;
-        Ok(equal && it.next().is_none())
-    }
-
-    /// Builds validated, owned labels (the slow path, for a new series):
-    /// UTF-8 checked, names validated, sorted, a metric name required.
-    pub fn to_labels(&self) -> Result<Labels, ModelError> {
-        let mut out = Vec::new();
-        let mut bad_utf8 = false;
-        self.for_each_label(|name, value| {
-            match (std::str::from_utf8(name), std::str::from_utf8(value)) {
-                (Ok(n), Ok(v)) => out.push(Label::new(n, v)),
-                _ => bad_utf8 = true,
-            }
-        })?;
-        if bad_utf8 {
-            return Err(malformed("label is not valid UTF-8"));
-        }
-        let labels = Labels::new(out)?;
-        if labels.metric_name().is_none() {
-            return Err(ModelError::MissingMetricName {
-                labels: labels.to_string(),
-            });
-        }
-        Ok(labels)
-    }
-
-    /// Visits the samples as `(timestamp_ms, value)`.
-    pub fn for_each_sample(&self, mut f: impl FnMut(i64, f64)) -> Result<(), ModelError> {
-        let mut pos = 0;
-        while pos < self.msg.len() {
-            if let Field::Bytes(2, sample) = next_field(self.msg, &mut pos)? {
-                let (mut ts, mut bits) = (0i64, 0u64);
-                let mut sp = 0;
-                while sp < sample.len() {
-                    match next_field(sample, &mut sp)? {
-                        Field::Fixed64(1, v) => bits = v,
-                        Field::Varint(2, v) => ts = v as i64,
-                        _ => {}
-                    }
-                }
-                f(ts, f64::from_bits(bits));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Label pairs of one series as raw bytes borrowed from the request.
 pub type RawLabels<'a> = Vec<(&'a [u8], &'a [u8])>;
 
@@ -253,7 +147,8 @@ impl<'a> RawSeries<'a> {
     }
 }
 
-/// Hashes parsed label pairs (see [`RawSeries::label_summary`]).
+/// Hashes parsed label pairs without allocating and says whether they
+/// are in canonical order.
 pub fn summarize(labels: &[(&[u8], &[u8])]) -> LabelSummary {
     let mut hasher = Xxh3::new();
     let mut canonical = true;
@@ -284,8 +179,9 @@ pub fn pairs_equal(pairs: &[(&[u8], &[u8])], labels: &Labels) -> bool {
             .all(|((n, v), l)| l.name.as_bytes() == *n && l.value.as_bytes() == *v)
 }
 
-/// Builds validated, owned labels from parsed pairs (see
-/// [`RawSeries::to_labels`]).
+/// Builds validated, owned labels from parsed pairs (the slow path, for a
+/// new series): UTF-8 checked, names validated, sorted, a metric name
+/// required.
 pub fn pairs_to_labels(pairs: &[(&[u8], &[u8])]) -> Result<Labels, ModelError> {
     let mut out = Vec::with_capacity(pairs.len());
     for (name, value) in pairs {
@@ -360,23 +256,20 @@ mod tests {
             &[(1000, 1.5), (2000, crate::STALE_NAN), (-5, -0.0)],
         );
         let mut seen = 0;
+        let mut pairs = Vec::new();
         for_each_series(&buf, |s| {
             seen += 1;
-            let sum = s.label_summary()?;
-            let labels = s.to_labels()?;
-            let mut pairs = Vec::new();
-            let mut one_pass = Vec::new();
-            s.parse(&mut pairs, |t, v| one_pass.push(crate::Sample::new(t, v)))?;
-            assert_eq!(summarize(&pairs).hash, sum.hash);
-            assert!(pairs_equal(&pairs, &labels));
-            assert_eq!(pairs_to_labels(&pairs)?, labels);
-            assert_eq!(one_pass.len(), 3);
+            let mut samples = Vec::new();
+            s.parse(&mut pairs, |t, v| samples.push(crate::Sample::new(t, v)))?;
+            let sum = summarize(&pairs);
+            let labels = pairs_to_labels(&pairs)?;
             assert!(sum.canonical);
             assert_eq!(sum.hash, labels.series_hash());
-            assert!(s.labels_equal(&labels)?);
-            assert!(!s.labels_equal(&Labels::from_pairs([("__name__", "up")]))?);
-            let mut samples = Vec::new();
-            s.for_each_sample(|t, v| samples.push(crate::Sample::new(t, v)))?;
+            assert!(pairs_equal(&pairs, &labels));
+            assert!(!pairs_equal(
+                &pairs,
+                &Labels::from_pairs([("__name__", "up")])
+            ));
             assert_eq!(
                 samples,
                 vec![
@@ -394,9 +287,11 @@ mod tests {
     #[test]
     fn unsorted_labels_are_not_canonical() {
         let buf = request(&[("job", "a"), ("__name__", "up")], &[(1, 1.0)]);
+        let mut pairs = Vec::new();
         for_each_series(&buf, |s| {
-            assert!(!s.label_summary()?.canonical);
-            assert_eq!(s.to_labels()?.to_string(), "up{job=\"a\"}");
+            s.parse(&mut pairs, |_, _| {})?;
+            assert!(!summarize(&pairs).canonical);
+            assert_eq!(pairs_to_labels(&pairs)?.to_string(), "up{job=\"a\"}");
             Ok(())
         })
         .unwrap();
@@ -405,11 +300,9 @@ mod tests {
     #[test]
     fn malformed_input_errors_not_panics() {
         let buf = request(&[("__name__", "up")], &[(1, 1.0)]);
+        let mut pairs = Vec::new();
         for cut in 0..buf.len() {
-            let _ = for_each_series(&buf[..cut], |s| {
-                s.label_summary()?;
-                s.for_each_sample(|_, _| {})
-            });
+            let _ = for_each_series(&buf[..cut], |s| s.parse(&mut pairs, |_, _| {}));
         }
         let junk: [&[u8]; 3] = [
             b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
