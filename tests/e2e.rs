@@ -11,6 +11,7 @@ mod e2e {
     pub mod demo;
     pub mod differential;
     pub mod federate;
+    pub mod grafana;
     pub mod peers;
     pub mod pipeline;
     pub mod restart;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::config::BlockValueEncoding;
+use crate::metadata::MetadataStore;
 use crate::metrics::HubMetrics;
 use crate::{HubConfig, HubError};
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub engine: EngineOptions,
     /// The HTTP layer's counters.
     pub metrics: HubMetrics,
+    /// Metric metadata received with remote writes.
+    pub metadata: MetadataStore,
     /// The configuration in force.
     pub config: HubConfig,
     /// True once storage is open and serving.
@@ -75,11 +78,13 @@ impl Hub {
                 .map(|ms| Duration::from_millis(ms.max(0) as u64))
                 .unwrap_or(defaults.timeout),
         };
+        let metadata = MetadataStore::open(&config.data_dir);
         Ok(Self {
             state: Arc::new(AppState {
                 db,
                 engine,
                 metrics: HubMetrics::default(),
+                metadata,
                 config,
                 ready: AtomicBool::new(true),
             }),
@@ -111,6 +116,7 @@ impl Hub {
             .await?;
         maintenance.abort();
         self.state.ready.store(false, Ordering::Relaxed);
+        persist_metadata(&self.state).await;
         let db = Arc::clone(&self.state.db);
         let _ = tokio::task::spawn_blocking(move || db.close()).await;
         tracing::info!("hub stopped");
@@ -139,6 +145,17 @@ async fn maintenance_loop(state: Arc<AppState>) {
             Ok(Err(e)) => tracing::error!(error = %e, "storage maintenance failed"),
             Err(e) => tracing::error!(error = %e, "storage maintenance task failed"),
         }
+        persist_metadata(&state).await;
+    }
+}
+
+/// Saves metric metadata if it changed since the last save.
+async fn persist_metadata(state: &Arc<AppState>) {
+    let state = Arc::clone(state);
+    match tokio::task::spawn_blocking(move || state.metadata.persist()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "saving metric metadata failed"),
+        Err(e) => tracing::warn!(error = %e, "saving metric metadata failed"),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod metadata;
 pub mod metrics;
 pub mod params;
 

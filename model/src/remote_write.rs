@@ -57,8 +57,61 @@ fn validate_series(ts: prompb::TimeSeries) -> Result<SeriesSamples, ModelError> 
     Ok(SeriesSamples { labels, samples })
 }
 
+/// The metadata of one metric family, as remote write 1.0 carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyMetadata {
+    /// The metric family name (`http_requests_total`, `rpc_duration_seconds`).
+    pub family: String,
+    /// The type as Prometheus's API spells it (`counter`, `gauge`, ...).
+    pub kind: &'static str,
+    /// The HELP text.
+    pub help: String,
+    /// The unit, often empty.
+    pub unit: String,
+}
+
+/// Metric types in the order of `prometheus.MetricMetadata.MetricType`.
+const METRIC_TYPES: [&str; 8] = [
+    "unknown",
+    "counter",
+    "gauge",
+    "histogram",
+    "gaugehistogram",
+    "summary",
+    "info",
+    "stateset",
+];
+
+/// The API name of a wire `MetricType` number (`unknown` for numbers this
+/// version does not know).
+pub fn metric_type_name(number: u64) -> &'static str {
+    usize::try_from(number)
+        .ok()
+        .and_then(|n| METRIC_TYPES.get(n))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// The wire `MetricType` number of an API type name (0, unknown, for names
+/// it does not know).
+pub fn metric_type_number(name: &str) -> i32 {
+    METRIC_TYPES
+        .iter()
+        .position(|t| *t == name)
+        .map_or(0, |n| n as i32)
+}
+
 /// Encodes series as a snappy-compressed remote write 1.0 body.
 pub fn encode_write_request(series: &[SeriesSamples]) -> Vec<u8> {
+    encode_write_request_with_metadata(series, &[])
+}
+
+/// Encodes series and metric metadata as a snappy-compressed remote write
+/// 1.0 body.
+pub fn encode_write_request_with_metadata(
+    series: &[SeriesSamples],
+    metadata: &[FamilyMetadata],
+) -> Vec<u8> {
     let req = prompb::WriteRequest {
         timeseries: series
             .iter()
@@ -81,7 +134,15 @@ pub fn encode_write_request(series: &[SeriesSamples]) -> Vec<u8> {
                     .collect(),
             })
             .collect(),
-        metadata: Vec::new(),
+        metadata: metadata
+            .iter()
+            .map(|m| prompb::MetricMetadata {
+                r#type: metric_type_number(m.kind),
+                metric_family_name: m.family.clone(),
+                help: m.help.clone(),
+                unit: m.unit.clone(),
+            })
+            .collect(),
     };
     snappy::compress(&req.encode_to_vec())
 }

@@ -25,11 +25,14 @@ const INTERVAL_MS: i64 = 15_000;
 /// Scrapes per target: 40 minutes.
 const SCRAPES: i64 = 160;
 
+/// A series' value at scrape `k`, or `None` when it has no sample there.
+type ValueAt = Box<dyn Fn(i64) -> Option<f64>>;
+
 /// One scrape target of the generated fleet: its series are sampled at the
 /// same (jittered) times, as one scrape would.
 struct Target {
     offset_ms: i64,
-    series: Vec<(Labels, Box<dyn Fn(i64) -> Option<f64>>)>,
+    series: Vec<(Labels, ValueAt)>,
 }
 
 /// A deterministic pseudo-random number in `0..modulus` from two seeds.
@@ -259,7 +262,7 @@ fn fleet() -> Vec<Target> {
 }
 
 /// The fleet as remote-write series starting at `base` (ms).
-fn fleet_samples(base: i64) -> Vec<SeriesSamples> {
+pub fn fleet_samples(base: i64) -> Vec<SeriesSamples> {
     let mut out = Vec::new();
     for target in fleet() {
         let times: Vec<i64> = (0..SCRAPES)

@@ -117,10 +117,22 @@ pub async fn label_values(
     Ok(Json(success(json!(values))))
 }
 
-/// `GET /api/v1/metadata`: metric metadata is not stored yet, so the
-/// answer is the empty object Prometheus gives for unknown metrics.
-pub async fn metadata() -> Json<Value> {
-    Json(success(json!({})))
+/// `GET /api/v1/metadata`: metric metadata received with remote writes,
+/// with Prometheus's `metric`, `limit` and `limit_per_metric` parameters.
+pub async fn metadata(
+    State(state): State<Arc<AppState>>,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
+    // Prometheus takes -1 (its default) and 0 as "no limit" here.
+    let positive = |name: &str| -> Result<Option<usize>, ApiError> {
+        if params.get(name) == Some("-1") {
+            return Ok(None);
+        }
+        Ok(params.usize(name)?.filter(|&l| l > 0))
+    };
+    let (limit, per_metric) = (positive("limit")?, positive("limit_per_metric")?);
+    let metric = params.get("metric").filter(|m| !m.is_empty());
+    Ok(Json(success(state.metadata.query(metric, limit, per_metric))))
 }
 
 /// `GET|POST /api/v1/query_exemplars`: exemplars are not stored; the
@@ -129,10 +141,17 @@ pub async fn exemplars() -> Json<Value> {
     Json(success(json!([])))
 }
 
+/// The Prometheus API level the hub implements, reported as `version` so
+/// that clients which gate features on Prometheus's version (Grafana's
+/// datasource detection: `match[]` on label endpoints since 2.24, and so
+/// on) use all of them. The hub's own version is in `fleetwatchVersion`.
+pub const PROMETHEUS_API_VERSION: &str = "3.0.0";
+
 /// `GET /api/v1/status/buildinfo`.
 pub async fn buildinfo() -> Json<Value> {
     Json(success(json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": PROMETHEUS_API_VERSION,
+        "fleetwatchVersion": env!("CARGO_PKG_VERSION"),
         "revision": "",
         "branch": "",
         "buildUser": "",

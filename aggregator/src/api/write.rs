@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
+use fleetwatch_model::remote_write::{raw, FamilyMetadata};
 use fleetwatch_model::{snappy, ModelError};
 use fleetwatch_storage::StorageError;
 
@@ -64,15 +65,20 @@ async fn handle(
         )
     })?;
     let head = Arc::clone(state.db.head());
-    let outcome =
-        tokio::task::spawn_blocking(move || -> Result<u64, (&'static str, WriteError)> {
+    let (samples, metadata) = tokio::task::spawn_blocking(
+        move || -> Result<(u64, Vec<FamilyMetadata>), (&'static str, WriteError)> {
             let bad = |e: ModelError| (model_reason(&e), WriteError::bad_request(e.to_string()));
             let request = snappy::decompress(&bytes, limit).map_err(bad)?;
             let batch = head.prepare_remote_write(&request).map_err(bad)?;
+            // Metadata is checked before anything is stored, so a request
+            // is taken whole or not at all.
+            let mut metadata = Vec::new();
+            raw::for_each_metadata(&request, |m| metadata.push(m)).map_err(bad)?;
             let samples = batch.num_samples() as u64;
             head.append_prepared(batch).map_err(storage_error)?;
-            Ok(samples)
-        })
+            Ok((samples, metadata))
+        },
+    )
         .await
         .map_err(|e| {
             (
@@ -86,7 +92,8 @@ async fn handle(
     state
         .metrics
         .write_samples_received
-        .fetch_add(outcome, Ordering::Relaxed);
+        .fetch_add(samples, Ordering::Relaxed);
+    state.metadata.record(metadata);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,6 +5,7 @@
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::{metric_type_name, FamilyMetadata};
 use crate::{Label, Labels, ModelError, SeriesHash};
 
 const WIRE_VARINT: u8 = 0;
@@ -214,6 +215,43 @@ pub fn for_each_series<'a>(
     Ok(())
 }
 
+/// Visits the `metadata` entries of a decompressed `WriteRequest`; entries
+/// with an empty or non-UTF-8 family name are skipped. Series are skipped
+/// by their length prefix without being parsed.
+pub fn for_each_metadata(
+    request: &[u8],
+    mut f: impl FnMut(FamilyMetadata),
+) -> Result<(), ModelError> {
+    let mut pos = 0;
+    while pos < request.len() {
+        if let Field::Bytes(3, msg) = next_field(request, &mut pos)? {
+            let (mut kind, mut family, mut help, mut unit) = (0, &[][..], &[][..], &[][..]);
+            let mut mp = 0;
+            while mp < msg.len() {
+                match next_field(msg, &mut mp)? {
+                    Field::Varint(1, v) => kind = v,
+                    Field::Bytes(2, b) => family = b,
+                    Field::Bytes(4, b) => help = b,
+                    Field::Bytes(5, b) => unit = b,
+                    _ => {}
+                }
+            }
+            let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string);
+            if let (Ok(family), Ok(help), Ok(unit)) = (text(family), text(help), text(unit)) {
+                if !family.is_empty() {
+                    f(FamilyMetadata {
+                        family,
+                        kind: metric_type_name(kind),
+                        help,
+                        unit,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -312,5 +350,33 @@ mod tests {
         for j in junk {
             assert!(for_each_series(j, |_| Ok(())).is_err());
         }
+    }
+
+    #[test]
+    fn metadata_round_trips_and_series_are_skipped() {
+        let series = crate::remote_write::SeriesSamples {
+            labels: Labels::from_pairs([("__name__", "up")]),
+            samples: vec![crate::Sample::new(1, 1.0)],
+        };
+        let meta = vec![
+            FamilyMetadata {
+                family: "http_requests_total".into(),
+                kind: "counter",
+                help: "Requests served.".into(),
+                unit: String::new(),
+            },
+            FamilyMetadata {
+                family: "temperature".into(),
+                kind: "gauge",
+                help: String::new(),
+                unit: "celsius".into(),
+            },
+        ];
+        let body = crate::remote_write::encode_write_request_with_metadata(&[series], &meta);
+        let raw = crate::snappy::decompress(&body, 1 << 20).expect("decompress");
+        let mut got = Vec::new();
+        for_each_metadata(&raw, |m| got.push(m)).expect("walk");
+        assert_eq!(got, meta);
+        assert_eq!(metric_type_name(99), "unknown");
     }
 }
