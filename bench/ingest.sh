@@ -5,12 +5,13 @@
 # on a free 127.0.0.1 port, one after the other. Prints per system: samples/s
 # ingested, server CPU-seconds per million samples, peak RSS, RSS per
 # series, on-disk bytes per sample after the head is flushed to blocks, and
-# the latency of dashboard range queries; then the ratios fleetwatch/VM and
+# the p50/p90 latency of every dashboard query in dashboards/ as a range
+# query over the loaded hour; then the ratios fleetwatch/VM and
 # fleetwatch/Prometheus. See bench/README.md.
 #
 # Usage: bench/ingest.sh [--vms N] [--skip-build] [--concurrency N]
 #                        [--systems "fleetwatch victoriametrics prometheus"]
-#                        [--load FILE] [--keep]
+#                        [--load FILE] [--keep] [--query-runs N]
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,10 +28,10 @@ SYSTEMS="fleetwatch victoriametrics prometheus"
 READY_TIMEOUT=60   # seconds to wait for a server to answer
 SETTLE=10          # seconds after the send before the "settled" CPU reading
 MERGE_TIMEOUT=180  # seconds to wait for flushes and merges to finish
-QUERY_RUNS=5
+QUERY_RUNS=10      # timed runs per dashboard query, after one warm-up run
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -41,6 +42,7 @@ while [ $# -gt 0 ]; do
     --load) LOAD=${2:?--load needs a file}; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --keep) KEEP=1; shift ;;
+    --query-runs) QUERY_RUNS=${2:?--query-runs needs a number}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "ingest.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -93,7 +95,7 @@ ensure_package() {
   command -v "$bin" >/dev/null 2>&1 || die "$pkg installed but $bin not found"
 }
 
-for tool in curl awk du getconf; do
+for tool in curl awk du getconf jq; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is needed"
 done
 for sys in $SYSTEMS; do
@@ -187,15 +189,31 @@ kv() {
 
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
-QUERY_NAMES=(cpu_by_cluster mem_over_90pct topk_net_rx count_by_cluster one_vm_cpu node_busy)
-QUERIES=(
-  'sum by (cluster) (rate(kubevirt_vmi_cpu_usage_seconds_total[5m]))'
-  'kubevirt_vm_memory_usage_bytes / kubevirt_vm_memory_available_bytes > 0.9'
-  'topk(10, sum by (cluster, namespace, name) (rate(kubevirt_vmi_network_receive_bytes_total[5m])))'
-  'count by (cluster) (kubevirt_vm_memory_usage_bytes)'
-  'rate(kubevirt_vmi_cpu_usage_seconds_total{cluster="cluster-2",name="vm-0042"}[5m])'
-  '1 - avg by (cluster) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
-)
+# The dashboard queries: every distinct panel expression of dashboards/*.json.
+# Grafana's variables are set per system once the load is in (see
+# dashboard_queries); $__rate_interval is 5m (four scrape intervals plus
+# margin, as Grafana computes it for 15 s data and a 60 s step), $__range
+# the loaded hour.
+DASHBOARD_EXPRS="$WORK/dashboard-exprs.txt"
+jq -r '.. | objects | select(has("expr")) | .expr' "$ROOT"/dashboards/*.json | sort -u >"$DASHBOARD_EXPRS"
+QUERY_COUNT=$(wc -l <"$DASHBOARD_EXPRS")
+[ "$QUERY_COUNT" -gt 0 ] || die "no panel queries found in dashboards/"
+
+# dashboard_queries BASE OUT: writes the dashboard queries with the variables
+# set for the load: cluster-2, its vm-0042 and that VM's namespace (asked
+# from the system at BASE).
+dashboard_queries() {
+  local base=$1 out=$2 ns
+  ns=$(curl -sf --max-time 30 -G "$base/api/v1/series" \
+    --data-urlencode 'match[]=kubevirt_vm_memory_usage_bytes{cluster="cluster-2",name="vm-0042"}' \
+    | jq -r '.data[0].namespace // empty')
+  [ -n "$ns" ] || die "vm-0042 of cluster-2 is not in the load (use --vms 43 or more)"
+  sed -e 's/\$__rate_interval/5m/g' -e 's/\$__range/1h/g' \
+    -e 's/\${cluster}/cluster-2/g' -e 's/\$cluster/cluster-2/g' \
+    -e 's/\${vm}/vm-0042/g' -e 's/\$vm/vm-0042/g' \
+    -e "s/\\\${namespace}/$ns/g" -e "s/\\\$namespace/$ns/g" \
+    "$DASHBOARD_EXPRS" >"$out"
+}
 
 # --- one system -------------------------------------------------------------
 
@@ -270,19 +288,21 @@ run_system() {
     curl -sf -o /dev/null --max-time 60 "$base/internal/force_flush" || log "victoriametrics: force_flush failed"
   fi
 
-  # Dashboard range queries over the loaded hour, step 60 s.
-  local i qout
-  for i in "${!QUERIES[@]}"; do
+  # Every dashboard query as a range query over the loaded hour, step 60 s.
+  local i=0 q qout
+  dashboard_queries "$base" "$WORK/queries-$name.txt"
+  log "$name: $QUERY_COUNT dashboard queries, $QUERY_RUNS runs each"
+  while IFS= read -r q; do
+    i=$((i + 1))
     qout="$WORK/query-$name-$i"
-    if "$LOADGEN" query --url "$base" --query "${QUERIES[$i]}" --start-ms "$START_MS" --end-ms "$END_MS" \
-      --step 60 --runs "$QUERY_RUNS" >"$qout" 2>"$qout.err"; then
-      echo "q_${QUERY_NAMES[$i]}_ms=$(kv median_ms "$qout")" >>"$res"
-      echo "q_${QUERY_NAMES[$i]}_series=$(kv series "$qout")" >>"$res"
+    if "$LOADGEN" query --url "$base" --query "$q" --start-ms "$START_MS" --end-ms "$END_MS" \
+      --step 60 --warmup 1 --runs "$QUERY_RUNS" >"$qout" 2>"$qout.err"; then
+      echo "dq_${i}_p50=$(kv p50_ms "$qout") dq_${i}_p90=$(kv p90_ms "$qout") dq_${i}_series=$(kv series "$qout")" >>"$res"
     else
-      log "$name: query ${QUERY_NAMES[$i]} failed: $(head -c 300 "$qout.err")"
-      echo "q_${QUERY_NAMES[$i]}_ms=fail" >>"$res"
+      log "$name: query $i failed: $(head -c 300 "$qout.err")"
+      echo "dq_${i}_p50=fail dq_${i}_p90=fail dq_${i}_series=fail" >>"$res"
     fi
-  done
+  done <"$WORK/queries-$name.txt"
 
   # On-disk size once the head is in blocks.
   local bytes="" method="" total deadline
@@ -363,7 +383,7 @@ done
 # get SYSTEM KEY: a figure, or "-".
 get() {
   local f="$WORK/result-$1" v=""
-  [ -f "$f" ] && v=$(awk -v k="$2" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$f")
+  [ -f "$f" ] && v=$(kv "$2" "$f")
   echo "${v:--}"
 }
 
@@ -375,7 +395,6 @@ ratio() {
 
 ROWS=(samples_per_s cpu_s_per_M cpu_s_per_M_settled peak_rss_MiB rss_MiB rss_bytes_per_series
   disk_bytes_per_sample datadir_bytes_per_sample)
-for n in "${QUERY_NAMES[@]}"; do ROWS+=("q_${n}_ms"); done
 
 echo
 echo "fleetwatch ingest benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores"
@@ -396,11 +415,23 @@ for row in "${ROWS[@]}"; do
   printf '%-26s %14s %16s %14s %8s %10s\n' "$row" "$fw" "$vm" "$pr" "$(ratio "$fw" "$vm")" "$(ratio "$fw" "$pr")"
 done
 echo
-echo "query series returned (a check that the systems agree):"
-for n in "${QUERY_NAMES[@]}"; do
-  printf '  %-22s fleetwatch=%s victoriametrics=%s prometheus=%s\n' "$n" \
-    "$(get fleetwatch "q_${n}_series")" "$(get victoriametrics "q_${n}_series")" "$(get prometheus "q_${n}_series")"
-done
+echo "dashboard queries: range over the loaded hour, step 60 s, latency in ms over $QUERY_RUNS runs after one warm-up;"
+echo "series: how many each system returned (fleetwatch/victoriametrics/prometheus), a check that they agree"
+printf '%-4s %8s %8s %8s %8s %8s %8s %8s  %-14s %s\n' '#' fw_p50 fw_p90 vm_p50 vm_p90 prom_p50 prom_p90 fw/prom series query
+at_most=0 with_data=0 i=0
+while IFS= read -r q; do
+  i=$((i + 1))
+  fw=$(get fleetwatch "dq_${i}_p50"); pr=$(get prometheus "dq_${i}_p50")
+  series="$(get fleetwatch "dq_${i}_series")/$(get victoriametrics "dq_${i}_series")/$(get prometheus "dq_${i}_series")"
+  printf '%-4s %8s %8s %8s %8s %8s %8s %8s  %-14s %s\n' "$i" "$fw" "$(get fleetwatch "dq_${i}_p90")" \
+    "$(get victoriametrics "dq_${i}_p50")" "$(get victoriametrics "dq_${i}_p90")" "$pr" \
+    "$(get prometheus "dq_${i}_p90")" "$(ratio "$fw" "$pr")" "$series" "$q"
+  if [ "$(get prometheus "dq_${i}_series")" != 0 ] && [ "$(ratio "$fw" "$pr")" != - ]; then
+    with_data=$((with_data + 1))
+    awk -v a="$fw" -v b="$pr" 'BEGIN { exit !(a <= b) }' && at_most=$((at_most + 1))
+  fi
+done <"$DASHBOARD_EXPRS"
+echo "fleetwatch p50 at most prometheus p50 on $at_most of $with_data queries that return data"
 if [ -n "$FAILED" ]; then
   log "failed:$FAILED"
   exit 1

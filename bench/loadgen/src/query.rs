@@ -24,16 +24,20 @@ pub struct QueryArgs {
     /// Resolution step in seconds.
     #[arg(long, default_value_t = 60)]
     pub step: u64,
-    /// Timed runs; the median is reported.
+    /// Timed runs; the median, p50 and p90 are reported.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Untimed runs before the timed ones (caches, page cache).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
     /// Timeout of one request.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
 
-/// Runs `query`: prints `median_ms`, `min_ms`, `max_ms` and the size of the
-/// answer (`series`, `points`) as one `key=value` line.
+/// Runs `query`: prints `median_ms`, `p50_ms`, `p90_ms` (nearest rank),
+/// `min_ms`, `max_ms` and the size of the answer (`series`, `points`) as
+/// one `key=value` line.
 pub fn run(args: &QueryArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
@@ -55,7 +59,7 @@ async fn query(args: &QueryArgs) -> Result<()> {
     ];
     let mut times = Vec::with_capacity(args.runs);
     let (mut series, mut points) = (0usize, 0usize);
-    for _ in 0..args.runs {
+    for run in 0..args.warmup + args.runs {
         let began = Instant::now();
         let resp = client
             .get(&url)
@@ -65,7 +69,9 @@ async fn query(args: &QueryArgs) -> Result<()> {
             .with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         let text = resp.text().await?;
-        times.push(began.elapsed().as_secs_f64() * 1000.0);
+        if run >= args.warmup {
+            times.push(began.elapsed().as_secs_f64() * 1000.0);
+        }
         if !status.is_success() {
             bail!(
                 "{url} answered {status} to {:?}: {}",
@@ -93,9 +99,31 @@ async fn query(args: &QueryArgs) -> Result<()> {
         (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
     };
     println!(
-        "median_ms={median:.1} min_ms={:.1} max_ms={:.1} series={series} points={points}",
+        "median_ms={median:.1} p50_ms={:.1} p90_ms={:.1} min_ms={:.1} max_ms={:.1} series={series} points={points}",
+        nearest_rank(&times, 0.5),
+        nearest_rank(&times, 0.9),
         times[0],
         times[times.len() - 1]
     );
     Ok(())
+}
+
+/// The `q` quantile of sorted, non-empty `times` by the nearest-rank method
+/// (the smallest value with at least `q` of the values at or below it).
+fn nearest_rank(times: &[f64], q: f64) -> f64 {
+    let rank = (q * times.len() as f64).ceil() as usize;
+    times[rank.clamp(1, times.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let t: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(nearest_rank(&t, 0.5), 5.0);
+        assert_eq!(nearest_rank(&t, 0.9), 9.0);
+        assert_eq!(nearest_rank(&[7.0], 0.9), 7.0);
+    }
 }
