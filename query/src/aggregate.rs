@@ -3,6 +3,7 @@
 //! `limitk` and `limit_ratio`, with `by`/`without` grouping.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use fleetwatch_model::{exposition::format_value, is_valid_label_name, Labels, METRIC_NAME};
 use promql_parser::parser::token::{
@@ -29,6 +30,9 @@ fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
 
 /// A hash of the group key, computed without building it.
 fn group_hash(labels: &Labels, modifier: &Option<LabelModifier>, buf: &mut Vec<u8>) -> u64 {
+    if modifier.is_none() {
+        return 0;
+    }
     let included = |name: &str| match modifier {
         None => false,
         Some(LabelModifier::Include(ls)) => ls.labels.iter().any(|n| n == name),
@@ -39,13 +43,20 @@ fn group_hash(labels: &Labels, modifier: &Option<LabelModifier>, buf: &mut Vec<u
     labels_hash_by(labels, buf, |l| included(&l.name))
 }
 
-/// Splits `input` into groups in order of first appearance.
-fn group(input: Vec<VSample>, modifier: &Option<LabelModifier>) -> Vec<(Labels, Vec<VSample>)> {
+/// Splits `input` into groups in order of first appearance. Group hashes
+/// are memoised per series across the steps of a query.
+fn group(
+    ev: &Evaluator,
+    a: &AggregateExpr,
+    input: Vec<VSample>,
+) -> Vec<(Arc<Labels>, Vec<VSample>)> {
+    let modifier = &a.modifier;
+    let node = std::ptr::from_ref(a) as usize;
     let mut index: FastMap<u64, usize> = FastMap::default();
-    let mut groups: Vec<(Labels, Vec<VSample>)> = Vec::new();
+    let mut groups: Vec<(Arc<Labels>, Vec<VSample>)> = Vec::new();
     let mut buf = Vec::new();
     for s in input {
-        let key = group_hash(&s.labels, modifier, &mut buf);
+        let key = ev.memo_hash(node, &s.labels, |l| group_hash(l, modifier, &mut buf));
         match index.get(&key) {
             Some(&i) => {
                 if let Some(g) = groups.get_mut(i) {
@@ -54,7 +65,8 @@ fn group(input: Vec<VSample>, modifier: &Option<LabelModifier>) -> Vec<(Labels, 
             }
             None => {
                 index.insert(key, groups.len());
-                groups.push((group_key(&s.labels, modifier), vec![s]));
+                let labels = ev.group_labels(node, key, || group_key(&s.labels, modifier));
+                groups.push((labels, vec![s]));
             }
         }
     }
@@ -77,10 +89,10 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
         _ => None,
     };
     let input = ev.eval_vector(&a.expr, t)?;
-    let groups = group(input, &a.modifier);
+    let groups = group(ev, a, input);
     // The output drops the metric name when any input of the group does
     // (only visible when grouping by `__name__`).
-    let mk = |labels: Labels, value: f64, g: &[VSample]| VSample {
+    let mk = |labels: Arc<Labels>, value: f64, g: &[VSample]| VSample {
         drop_name: g.iter().any(|s| s.drop_name),
         ..VSample::new(labels, value, t)
     };
@@ -168,7 +180,7 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
             let mut counts: Vec<(Labels, usize, bool)> = Vec::new();
             for (k, g) in groups {
                 for s in &g {
-                    let mut labels = k.clone();
+                    let mut labels = Labels::clone(&k);
                     labels.set(&name, &format_value(s.value));
                     match index.get(&labels) {
                         Some(&i) => {

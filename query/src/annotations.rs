@@ -20,6 +20,20 @@ impl Annotations {
         }
     }
 
+    /// Adds the messages of `other` not already present.
+    pub(crate) fn merge(&mut self, other: Annotations) {
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        for i in other.infos {
+            if !self.infos.contains(&i) {
+                self.infos.push(i);
+            }
+        }
+    }
+
     /// Adds an info (without its `PromQL info: ` prefix).
     pub(crate) fn info(&mut self, msg: String) {
         let msg = format!("PromQL info: {msg}");

@@ -73,8 +73,8 @@ pub(crate) fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
         (Value::Vector(l), Value::Scalar(r)) => vector_scalar(op, l, r, false, return_bool, t),
         (Value::Scalar(l), Value::Vector(r)) => vector_scalar(op, r, l, true, return_bool, t),
         (Value::Vector(l), Value::Vector(r)) => match op {
-            T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(op, b, l, r))),
-            _ => vector_vector(op, b, l, r, return_bool, t).map(Value::Vector),
+            T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(ev, op, b, l, r))),
+            _ => vector_vector(ev, op, b, l, r, return_bool, t).map(Value::Vector),
         },
         (l, r) => Err(QueryError::exec(format!(
             "binary operator {} not allowed between {} and {}",
@@ -120,23 +120,24 @@ fn vector_scalar(
 struct Matching<'a> {
     on: bool,
     names: &'a [String],
+    /// The evaluator (for memoised signatures) and this node's identity.
+    ev: &'a Evaluator,
+    node: usize,
 }
 
-impl Matching<'_> {
-    fn of(b: &BinaryExpr) -> Matching<'_> {
-        match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
-            Some(LabelModifier::Include(ls)) => Matching {
-                on: true,
-                names: &ls.labels,
-            },
-            Some(LabelModifier::Exclude(ls)) => Matching {
-                on: false,
-                names: &ls.labels,
-            },
-            None => Matching {
-                on: false,
-                names: &[],
-            },
+impl<'a> Matching<'a> {
+    fn of(ev: &'a Evaluator, b: &'a BinaryExpr) -> Matching<'a> {
+        let (on, names): (bool, &[String]) =
+            match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+                Some(LabelModifier::Include(ls)) => (true, &ls.labels),
+                Some(LabelModifier::Exclude(ls)) => (false, &ls.labels),
+                None => (false, &[]),
+            };
+        Matching {
+            on,
+            names,
+            ev,
+            node: std::ptr::from_ref(b) as usize,
         }
     }
 
@@ -148,9 +149,12 @@ impl Matching<'_> {
         }
     }
 
-    /// A hash of the labels two series must share to match.
-    fn signature(&self, l: &Labels, buf: &mut Vec<u8>) -> u64 {
-        labels_hash_by(l, buf, |x| self.includes(&x.name))
+    /// A hash of the labels two series must share to match (computed once
+    /// per query for series that keep their labels across steps).
+    fn signature(&self, l: &Arc<Labels>, buf: &mut Vec<u8>) -> u64 {
+        self.ev.memo_hash(self.node, l, |l| {
+            labels_hash_by(l, buf, |x| self.includes(&x.name))
+        })
     }
 
     /// The labels two series must share to match (for messages).
@@ -163,8 +167,14 @@ impl Matching<'_> {
     }
 }
 
-fn set_op(op: TokenId, b: &BinaryExpr, lhs: Vec<VSample>, rhs: Vec<VSample>) -> Vec<VSample> {
-    let m = Matching::of(b);
+fn set_op(
+    ev: &Evaluator,
+    op: TokenId,
+    b: &BinaryExpr,
+    lhs: Vec<VSample>,
+    rhs: Vec<VSample>,
+) -> Vec<VSample> {
+    let m = Matching::of(ev, b);
     let mut buf = Vec::new();
     match op {
         T_LAND => {
@@ -201,6 +211,7 @@ fn set_op(op: TokenId, b: &BinaryExpr, lhs: Vec<VSample>, rhs: Vec<VSample>) -> 
 }
 
 fn vector_vector(
+    ev: &Evaluator,
     op: TokenId,
     b: &BinaryExpr,
     lhs: Vec<VSample>,
@@ -208,7 +219,7 @@ fn vector_vector(
     return_bool: bool,
     t: i64,
 ) -> Result<Vec<VSample>> {
-    let m = Matching::of(b);
+    let m = Matching::of(ev, b);
     let mut buf = Vec::new();
     let card = b
         .modifier

@@ -239,33 +239,17 @@ impl Engine {
             }
         }
         let ev = Evaluator::new(q, &expr, self.settings(start_ms, end_ms, step_ms))?;
-        let mut out = Accumulator::default();
-        let mut t = start_ms;
-        while t <= end_ms {
-            ev.check_deadline()?;
-            match ev.eval(&expr, t)? {
-                Value::Scalar(v) => {
-                    out.push(VSample::new(Labels::empty(), v, t), t)?;
-                }
-                Value::Vector(v) => {
-                    for s in v {
-                        out.push(s, t)?;
-                    }
-                }
-                other => {
-                    return Err(QueryError::bad(format!(
-                        "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                        other.type_name()
-                    )))
-                }
-            }
-            match t.checked_add(step_ms) {
-                Some(next) => t = next,
-                None => break,
-            }
-        }
-        let mut series: Vec<RangeSeries> = out
-            .series
+        let times: Vec<i64> = std::iter::successors(Some(start_ms), |t| t.checked_add(step_ms))
+            .take_while(|t| *t <= end_ms)
+            .collect();
+        let threads = eval_threads(ev.loaded_samples(), times.len());
+        let (collected, annotations) = if threads <= 1 {
+            let out = eval_steps(&ev, &expr, &times)?;
+            (out.series, ev.take_annotations())
+        } else {
+            eval_steps_parallel(&ev, &expr, &times, threads)?
+        };
+        let mut series: Vec<RangeSeries> = collected
             .into_iter()
             .map(|s| RangeSeries {
                 labels: Arc::unwrap_or_clone(s.labels),
@@ -273,8 +257,93 @@ impl Engine {
             })
             .collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok((QueryValue::Matrix(series), ev.take_annotations()))
+        Ok((QueryValue::Matrix(series), annotations))
     }
+}
+
+/// Loaded samples times steps above which a range query's steps are
+/// spread over threads: below it the threads cost more than they save.
+const PARALLEL_WORK: usize = 2_000_000;
+
+/// How many threads evaluate the steps of a range query that loaded
+/// `samples` samples and has `steps` steps: one per core for big queries,
+/// never more than one per 8 steps.
+fn eval_threads(samples: usize, steps: usize) -> usize {
+    if samples.saturating_mul(steps.min(64)) / 8 < PARALLEL_WORK {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.min(steps / 8).clamp(1, 8)
+}
+
+/// Evaluates `expr` at each of `times` in order, collecting the series.
+fn eval_steps(ev: &Evaluator, expr: &Expr, times: &[i64]) -> Result<Accumulator> {
+    ev.set_grid(times);
+    let mut out = Accumulator::default();
+    for &t in times {
+        ev.check_deadline()?;
+        match ev.eval(expr, t)? {
+            Value::Scalar(v) => {
+                out.push(VSample::new(Labels::empty(), v, t), t)?;
+            }
+            Value::Vector(v) => {
+                for s in v {
+                    out.push(s, t)?;
+                }
+            }
+            other => {
+                return Err(QueryError::bad(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                other.type_name()
+            )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Evaluates the steps in `threads` contiguous chunks at once, each on an
+/// evaluator sharing the loaded data, and joins the chunks in time order.
+/// The first failing chunk in time order decides the error, as a
+/// sequential evaluation would have.
+fn eval_steps_parallel(
+    ev: &Evaluator,
+    expr: &Expr,
+    times: &[i64],
+    threads: usize,
+) -> Result<(Vec<collect::Collected>, Annotations)> {
+    let chunk = times.len().div_ceil(threads).max(1);
+    let mut chunks = times.chunks(chunk);
+    let first = chunks.next().unwrap_or_default();
+    let forks: Vec<Evaluator> = chunks.clone().map(|_| ev.fork()).collect();
+    let results: Vec<Result<(Accumulator, Annotations)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = forks
+            .into_iter()
+            .zip(chunks)
+            .map(|(fork, ts)| {
+                scope.spawn(move || {
+                    eval_steps(&fork, expr, ts).map(|acc| (acc, fork.take_annotations()))
+                })
+            })
+            .collect();
+        let mut results = vec![eval_steps(ev, expr, first).map(|acc| (acc, ev.take_annotations()))];
+        for h in handles {
+            results.push(
+                h.join().unwrap_or_else(|_| {
+                    Err(QueryError::exec("a query evaluation thread panicked"))
+                }),
+            );
+        }
+        results
+    });
+    let mut parts = Vec::with_capacity(results.len());
+    let mut annotations = Annotations::default();
+    for r in results {
+        let (acc, notes) = r?;
+        annotations.merge(notes);
+        parts.push(acc);
+    }
+    Ok((collect::concat(parts), annotations))
 }
 
 /// Parses a series selector such as `up{job="x"}` or `{__name__=~"a.*"}`

@@ -1,6 +1,7 @@
 //! The evaluator: walks a parsed expression at one evaluation time over
 //! data preloaded once per query.
 
+mod blocks;
 mod preload;
 mod selector;
 mod subquery;
@@ -30,6 +31,7 @@ pub(crate) use preload::selector_matchers;
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// Evaluation settings shared by all steps of one query.
+#[derive(Clone)]
 pub(crate) struct EvalSettings {
     /// How far back an instant selector looks for a sample, ms.
     pub lookback_ms: i64,
@@ -66,6 +68,10 @@ pub(crate) struct WindowSeries<'a> {
     pub drop_name: bool,
 }
 
+/// A memoised hash with the labels it belongs to (kept alive so the
+/// pointer in the key keeps meaning those labels).
+type MemoHash = (Arc<Labels>, u64);
+
 /// Evaluates expressions over data preloaded for one query.
 pub(crate) struct Evaluator {
     settings: EvalSettings,
@@ -79,6 +85,19 @@ pub(crate) struct Evaluator {
     regexes: RefCell<FastMap<String, Regex>>,
     /// Warnings and infos so far.
     annotations: RefCell<Annotations>,
+    /// Label-set hashes per (expression node, labels `Arc`), see
+    /// [`Evaluator::memo_hash`]. Each entry holds its `Arc`, so a pointer
+    /// in the map always means the same labels.
+    label_hashes: RefCell<FastMap<(usize, usize), MemoHash>>,
+    /// Output labels per (aggregation node, group hash), built once per
+    /// query instead of once per step.
+    group_labels: RefCell<FastMap<(usize, u64), Arc<Labels>>>,
+    /// The steps this evaluator evaluates when they form a grid (a range
+    /// query): first time, step, number of steps.
+    grid: Cell<Option<(i64, i64, usize)>>,
+    /// Per range-function node: its results over the current block of
+    /// grid steps (see [`blocks`]).
+    range_blocks: RefCell<FastMap<usize, blocks::Block>>,
 }
 
 impl Evaluator {
@@ -97,7 +116,101 @@ impl Evaluator {
                 .collect(),
             regexes: RefCell::new(FastMap::default()),
             annotations: RefCell::new(Annotations::default()),
+            label_hashes: RefCell::new(FastMap::default()),
+            group_labels: RefCell::new(FastMap::default()),
+            grid: Cell::new(None),
+            range_blocks: RefCell::new(FastMap::default()),
         })
+    }
+
+    /// The labels of group `hash` at aggregation node `node`, built by
+    /// `f` the first time the query meets the group.
+    pub fn group_labels(&self, node: usize, hash: u64, f: impl FnOnce() -> Labels) -> Arc<Labels> {
+        if let Some(l) = self.group_labels.borrow().get(&(node, hash)) {
+            return Arc::clone(l);
+        }
+        let l = Arc::new(f());
+        self.group_labels
+            .borrow_mut()
+            .insert((node, hash), Arc::clone(&l));
+        l
+    }
+
+    /// Declares the times this evaluator will evaluate at, in order; when
+    /// they are evenly spaced, range functions are computed per block of
+    /// steps (see [`blocks`]).
+    pub fn set_grid(&self, times: &[i64]) {
+        let grid = match times {
+            [first, second, ..] if second > first => {
+                let step = second - first;
+                let even = times.windows(2).all(|w| w[1] - w[0] == step);
+                even.then_some((*first, step, times.len()))
+            }
+            _ => None,
+        };
+        self.grid.set(grid);
+        self.range_blocks.borrow_mut().clear();
+    }
+
+    /// The grid index of time `t`, if it is one of the grid's steps.
+    pub fn grid_index(&self, t: i64) -> Option<usize> {
+        let (first, step, count) = self.grid.get()?;
+        let offset = t.checked_sub(first)?;
+        if offset < 0 || offset % step != 0 {
+            return None;
+        }
+        usize::try_from(offset / step).ok().filter(|&i| i < count)
+    }
+
+    /// How many samples were loaded from storage for the query.
+    pub fn loaded_samples(&self) -> usize {
+        self.samples.get()
+    }
+
+    /// A second evaluator over the same loaded data (shared, not copied)
+    /// with its own cursors and caches, for evaluating other steps of the
+    /// query on another thread.
+    pub fn fork(&self) -> Self {
+        Self {
+            settings: self.settings.clone(),
+            data: self.data.clone(),
+            samples: Cell::new(self.samples.get()),
+            subqueries: self
+                .subqueries
+                .iter()
+                .map(|(k, c)| (*k, subquery::Cached::new(c.window())))
+                .collect(),
+            regexes: RefCell::new(FastMap::default()),
+            annotations: RefCell::new(Annotations::default()),
+            label_hashes: RefCell::new(FastMap::default()),
+            group_labels: RefCell::new(FastMap::default()),
+            grid: Cell::new(None),
+            range_blocks: RefCell::new(FastMap::default()),
+        }
+    }
+
+    /// The hash `f` computes for `labels` at expression node `node`,
+    /// remembered across steps for label sets that outlive a step (those
+    /// of loaded series, which every step passes on unchanged): grouping
+    /// and matching then hash each series once per query, not per step.
+    pub fn memo_hash(
+        &self,
+        node: usize,
+        labels: &Arc<Labels>,
+        f: impl FnOnce(&Labels) -> u64,
+    ) -> u64 {
+        if Arc::strong_count(labels) < 2 {
+            return f(labels);
+        }
+        let key = (node, Arc::as_ptr(labels) as usize);
+        if let Some((_, h)) = self.label_hashes.borrow().get(&key) {
+            return *h;
+        }
+        let h = f(labels);
+        self.label_hashes
+            .borrow_mut()
+            .insert(key, (Arc::clone(labels), h));
+        h
     }
 
     /// Records a warning annotation (message without its prefix).

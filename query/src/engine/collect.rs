@@ -12,7 +12,7 @@ use crate::hash::FastMap;
 use crate::value::VSample;
 
 /// One output series of a range query being collected.
-pub(super) struct Collected {
+pub(crate) struct Collected {
     /// The final labels.
     pub labels: Arc<Labels>,
     /// One sample per step the series has a value at.
@@ -79,6 +79,29 @@ impl Accumulator {
         series.samples.push(Sample::new(t, value));
         Ok(())
     }
+}
+
+/// Joins the series of accumulators that collected consecutive chunks of
+/// steps, in time order: samples of the same final labels are appended.
+pub(super) fn concat(parts: Vec<Accumulator>) -> Vec<Collected> {
+    let mut index: FastMap<Arc<Labels>, usize> = FastMap::default();
+    let mut out: Vec<Collected> = Vec::new();
+    for part in parts {
+        for c in part.series {
+            match index.get(&c.labels) {
+                Some(&i) => {
+                    if let Some(series) = out.get_mut(i) {
+                        series.samples.extend(c.samples);
+                    }
+                }
+                None => {
+                    index.insert(Arc::clone(&c.labels), out.len());
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Applies delayed metric-name removal to a final vector and checks that

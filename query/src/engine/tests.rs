@@ -805,3 +805,88 @@ fn annotations_as_prometheus_words_them() {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// A range query big enough to be spread over threads gives exactly what
+/// instant queries at each of its steps give (the sequential path), for
+/// aggregations, matching, functions and subqueries, with series that
+/// start, stop and go stale inside the range.
+#[test]
+fn parallel_range_steps_match_instant_queries() {
+    let mut db = MemoryQueryable::new();
+    for i in 0..250i64 {
+        let cluster = format!("c{}", i % 3);
+        let vm = format!("vm-{i}");
+        // Series 7, 14, ... start late; 11, 22, ... stop with a marker.
+        let from = if i % 7 == 0 { 800 } else { 0 };
+        let to = if i % 11 == 0 { 1_200 } else { 1_600 };
+        let samples = (from..to).map(|k| {
+            let v = if k == to - 1 && i % 11 == 0 {
+                STALE_NAN
+            } else {
+                (k * (i % 5 + 1)) as f64 + 0.5 * (i as f64)
+            };
+            Sample::new(k * 1000 + i, v)
+        });
+        db.add(
+            l(&[
+                ("__name__", "cpu_total"),
+                ("cluster", &cluster),
+                ("vm", &vm),
+            ]),
+            samples,
+        );
+        db.add(
+            l(&[("__name__", "mem"), ("cluster", &cluster), ("vm", &vm)]),
+            (0..1_600).map(|k| Sample::new(k * 1000 + 3, ((k + i) % 17) as f64)),
+        );
+    }
+    db.add(
+        l(&[
+            ("__name__", "cluster_info"),
+            ("cluster", "c1"),
+            ("region", "eu"),
+        ]),
+        (0..1_600).map(|k| Sample::new(k * 1000, 1.0)),
+    );
+    let queries = [
+        "sum by (cluster) (rate(cpu_total[1m]))",
+        "topk(3, mem)",
+        "mem / on (cluster) group_left (region) cluster_info",
+        "cpu_total > 1000",
+        "count(mem > 8) or vector(0)",
+        "max_over_time(rate(cpu_total[30s])[2m:10s])",
+        "time() - timestamp(cpu_total)",
+    ];
+    let (start, end, step) = (60_000, 1_590_000, 10_000);
+    let e = engine();
+    for q in queries {
+        let got = match e.range_query(&db, q, start, end, step) {
+            Ok(QueryValue::Matrix(m)) => m,
+            other => panic!("{q}: {other:?}"),
+        };
+        let mut want: std::collections::BTreeMap<Labels, Vec<Sample>> = Default::default();
+        let mut t = start;
+        while t <= end {
+            match e.instant_query(&db, q, t) {
+                Ok(QueryValue::Vector(v)) => {
+                    for s in v {
+                        want.entry(s.labels)
+                            .or_default()
+                            .push(Sample::new(t, s.value));
+                    }
+                }
+                other => panic!("{q} at {t}: {other:?}"),
+            }
+            t += step;
+        }
+        let got: std::collections::BTreeMap<Labels, Vec<Sample>> =
+            got.into_iter().map(|s| (s.labels, s.samples)).collect();
+        assert!(!want.is_empty(), "{q}: no data");
+        assert_eq!(got, want, "{q}");
+    }
+    assert!(
+        eval_threads(250 * 1_600, 154) > 1
+            || std::thread::available_parallelism().map_or(1, usize::from) == 1,
+        "the test's queries take the parallel path"
+    );
+}

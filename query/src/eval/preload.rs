@@ -18,15 +18,26 @@ pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
     std::ptr::from_ref(vs) as usize
 }
 
-/// A series as loaded for one selector.
+/// A series as loaded for one selector. Cloning shares the samples and
+/// starts fresh cursors (for an evaluator on another thread).
 pub(crate) struct LoadedSeries {
     /// Its labels, shared with every sample produced from it.
     pub labels: Arc<Labels>,
     /// Its samples in time order.
-    pub samples: Vec<Sample>,
+    pub samples: Arc<Vec<Sample>>,
     /// Where the last lookup ended (window end, window start): steps move
     /// forward in time, so the next lookup usually starts close by.
     pub cursors: (Cell<usize>, Cell<usize>),
+}
+
+impl Clone for LoadedSeries {
+    fn clone(&self) -> Self {
+        Self {
+            labels: Arc::clone(&self.labels),
+            samples: Arc::clone(&self.samples),
+            cursors: (Cell::new(0), Cell::new(0)),
+        }
+    }
 }
 
 impl LoadedSeries {
@@ -108,7 +119,7 @@ pub(super) fn load(q: &dyn Queryable, expr: &Expr, s: &EvalSettings) -> Result<L
             .into_iter()
             .map(|sd| LoadedSeries {
                 labels: Arc::new(sd.labels),
-                samples: sd.samples,
+                samples: Arc::new(sd.samples),
                 cursors: (Cell::new(0), Cell::new(0)),
             })
             .collect();

@@ -15,6 +15,14 @@ impl Evaluator {
     /// sample in `(t' - lookback, t']` (`t'` after `@` and `offset`),
     /// unless that sample is a staleness marker.
     pub(crate) fn select_instant(&self, vs: &VectorSelector, t: i64) -> Vec<VSample> {
+        if vs.at.is_none() {
+            if let Some(v) = self
+                .grid_index(t)
+                .and_then(|i| self.instant_block_result(vs, i))
+            {
+                return v;
+            }
+        }
         let te = self.effective_time(t, &vs.at, &vs.offset);
         let lo = te.saturating_sub(self.settings.lookback_ms);
         let Some(data) = self.data.get(&selector_key(vs)) else {

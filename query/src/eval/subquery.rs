@@ -33,6 +33,11 @@ pub(crate) struct Cached {
 }
 
 impl Cached {
+    /// The window `(lo, hi]` this cache covers.
+    pub fn window(&self) -> (i64, i64) {
+        self.window
+    }
+
     /// An empty cache for the window `(lo, hi]`.
     pub fn new(window: (i64, i64)) -> Self {
         Self {

@@ -60,6 +60,17 @@ pub(super) fn call(ev: &Evaluator, name: &str, args: &[&Expr], t: i64) -> Result
             scalars.push(ev.eval_scalar(a, t)?);
         }
     }
+    if name == "quantile_over_time" {
+        if let Some(w) = scalars.first().copied().and_then(invalid_quantile) {
+            ev.warn(w);
+        }
+    }
+    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let p0 = scalars.first().copied().unwrap_or(f64::NAN);
+    let p1 = scalars.get(1).copied().unwrap_or(f64::NAN);
+    if let Some(v) = from_block(ev, name, args, range_idx, t, keep_name, p0, p1)? {
+        return Ok(Value::Vector(v));
+    }
     let arg = ev.eval_range_arg(range_expr, t)?;
     if name == "absent_over_time" {
         return Ok(Value::Vector(if arg.series.is_empty() {
@@ -68,25 +79,24 @@ pub(super) fn call(ev: &Evaluator, name: &str, args: &[&Expr], t: i64) -> Result
             Vec::new()
         }));
     }
-    if name == "quantile_over_time" {
-        if let Some(w) = scalars.first().copied().and_then(invalid_quantile) {
-            ev.warn(w);
-        }
-    }
     if matches!(name, "rate" | "increase") {
+        // Checked once per series and query (memoised like a hash); the
+        // key is offset by one byte from the node's address so it cannot
+        // meet a key of another kind.
+        let node = std::ptr::from_ref(range_expr) as usize + 1;
         for s in arg
             .series
             .iter()
             .filter(|s| !s.samples.is_empty() && !s.drop_name)
         {
-            if let Some(i) = s.labels.metric_name().and_then(possible_non_counter) {
-                ev.info(i);
-            }
+            ev.memo_hash(node, &s.labels, |l| {
+                if let Some(i) = l.metric_name().and_then(possible_non_counter) {
+                    ev.info(i);
+                }
+                0
+            });
         }
     }
-    let keep_name = matches!(name, "last_over_time" | "first_over_time");
-    let p0 = scalars.first().copied().unwrap_or(f64::NAN);
-    let p1 = scalars.get(1).copied().unwrap_or(f64::NAN);
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
         let Some(value) = eval_one(name, &s.samples, &arg, t, p0, p1) else {
@@ -100,6 +110,65 @@ pub(super) fn call(ev: &Evaluator, name: &str, args: &[&Expr], t: i64) -> Result
         });
     }
     Ok(Value::Vector(out))
+}
+
+/// The result at `t` from the per-block evaluation (see
+/// `crate::eval::blocks`), when it applies: a range query's grid step, a
+/// plain matrix selector without `@`, and literal parameters (so every step
+/// computes the same function).
+#[allow(clippy::too_many_arguments)]
+fn from_block(
+    ev: &Evaluator,
+    name: &str,
+    args: &[&Expr],
+    range_idx: usize,
+    t: i64,
+    keep_name: bool,
+    p0: f64,
+    p1: f64,
+) -> Result<Option<Vec<VSample>>> {
+    if name == "absent_over_time" {
+        return Ok(None);
+    }
+    let Some(idx) = ev.grid_index(t) else {
+        return Ok(None);
+    };
+    let mut range_expr = match args.get(range_idx) {
+        Some(e) => *e,
+        None => return Ok(None),
+    };
+    while let Expr::Paren(p) = range_expr {
+        range_expr = &p.expr;
+    }
+    let Expr::MatrixSelector(ms) = range_expr else {
+        return Ok(None);
+    };
+    let literal = |e: &Expr| {
+        let mut e = e;
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        matches!(e, Expr::NumberLiteral(_))
+    };
+    if ms.vs.at.is_some()
+        || args
+            .iter()
+            .enumerate()
+            .any(|(i, a)| i != range_idx && !literal(a))
+    {
+        return Ok(None);
+    }
+    let counter_check = matches!(name, "rate" | "increase");
+    let on_series = |labels: &fleetwatch_model::Labels| {
+        if counter_check {
+            if let Some(i) = labels.metric_name().and_then(possible_non_counter) {
+                ev.info(i);
+            }
+        }
+    };
+    let f = |s: &[Sample], arg: &RangeArg<'_>, t: i64| eval_one(name, s, arg, t, p0, p1);
+    let node = std::ptr::from_ref(ms) as usize;
+    ev.range_block_result(node, ms, idx, &f, &on_series, !keep_name)
 }
 
 /// One series' result, or `None` when the function yields no sample.
