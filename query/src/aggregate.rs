@@ -19,6 +19,10 @@ use crate::hash::{labels_hash_by, FastMap};
 use crate::stats;
 use crate::value::{VSample, Value};
 
+mod histogram;
+
+use histogram::Kind;
+
 /// The labels identifying the group `labels` belongs to.
 fn group_key(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
@@ -88,7 +92,13 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
         (T_COUNT_VALUES, Some(p)) => Some(ev.eval_string(p, t)?),
         _ => None,
     };
-    let input = ev.eval_vector(&a.expr, t)?;
+    let mut input = ev.eval_vector(&a.expr, t)?;
+    if matches!(
+        op,
+        T_MIN | T_MAX | T_STDDEV | T_STDVAR | T_QUANTILE | T_TOPK | T_BOTTOMK
+    ) {
+        input = histogram::floats_only(ev, input, &a.op.to_string());
+    }
     let groups = group(ev, a, input);
     // The output drops the metric name when any input of the group does
     // (only visible when grouping by `__name__`).
@@ -98,16 +108,31 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
     };
     let mut out = Vec::new();
     match op {
-        T_SUM => out.extend(
-            groups
-                .into_iter()
-                .map(|(k, g)| mk(k, stats::kahan_sum(g.iter().map(|s| s.value)), &g)),
-        ),
-        T_AVG => out.extend(
-            groups
-                .into_iter()
-                .map(|(k, g)| mk(k, stats::kahan_mean(g.iter().map(|s| s.value)), &g)),
-        ),
+        T_SUM | T_AVG => {
+            for (k, g) in groups {
+                let drop_name = g.iter().any(|s| s.drop_name);
+                match histogram::kind(&g) {
+                    Kind::Floats => {
+                        let values = g.iter().map(|s| s.value);
+                        let v = if op == T_SUM {
+                            stats::kahan_sum(values)
+                        } else {
+                            stats::kahan_mean(values)
+                        };
+                        out.push(mk(k, v, &g));
+                    }
+                    Kind::Histograms => {
+                        if let Some(h) = histogram::sum(ev, &g, op == T_AVG) {
+                            out.push(VSample {
+                                drop_name,
+                                ..histogram::sample(k, h, t)
+                            });
+                        }
+                    }
+                    Kind::Mixed => histogram::warn_mixed(ev),
+                }
+            }
+        }
         T_COUNT => out.extend(groups.into_iter().map(|(k, g)| mk(k, g.len() as f64, &g))),
         T_GROUP => out.extend(groups.into_iter().map(|(k, g)| mk(k, 1.0, &g))),
         T_MIN | T_MAX => out.extend(groups.into_iter().map(|(k, g)| {
@@ -181,7 +206,11 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value> {
             for (k, g) in groups {
                 for s in &g {
                     let mut labels = Labels::clone(&k);
-                    labels.set(&name, &format_value(s.value));
+                    let value = match &s.hist {
+                        Some(h) => h.prometheus_string(),
+                        None => format_value(s.value),
+                    };
+                    labels.set(&name, &value);
                     match index.get(&labels) {
                         Some(&i) => {
                             if let Some(c) = counts.get_mut(i) {

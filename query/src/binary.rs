@@ -17,6 +17,10 @@ use crate::eval::Evaluator;
 use crate::hash::{labels_hash_by, FastMap, FastSet};
 use crate::value::{VSample, Value};
 
+mod histogram;
+
+use histogram::{Operand, Outcome};
+
 /// True for the operators whose result drops the metric name.
 fn is_arithmetic(op: TokenId) -> bool {
     matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW | T_ATAN2)
@@ -70,11 +74,11 @@ pub(crate) fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
                 v
             }))
         }
-        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(op, l, r, false, return_bool, t),
-        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(op, r, l, true, return_bool, t),
+        (Value::Vector(l), Value::Scalar(r)) => vector_scalar(ev, b, l, r, false, return_bool, t),
+        (Value::Scalar(l), Value::Vector(r)) => vector_scalar(ev, b, r, l, true, return_bool, t),
         (Value::Vector(l), Value::Vector(r)) => match op {
             T_LAND | T_LOR | T_LUNLESS => Ok(Value::Vector(set_op(ev, op, b, l, r))),
-            _ => vector_vector(ev, op, b, l, r, return_bool, t).map(Value::Vector),
+            _ => vector_vector(ev, b, l, r, return_bool, t).map(Value::Vector),
         },
         (l, r) => Err(QueryError::exec(format!(
             "binary operator {} not allowed between {} and {}",
@@ -86,15 +90,28 @@ pub(crate) fn eval(ev: &Evaluator, b: &BinaryExpr, t: i64) -> Result<Value> {
 }
 
 fn vector_scalar(
-    op: TokenId,
+    ev: &Evaluator,
+    b: &BinaryExpr,
     v: Vec<VSample>,
     s: f64,
     swap: bool,
     return_bool: bool,
     t: i64,
 ) -> Result<Value> {
+    let op = b.op.id();
     let mut out = Vec::with_capacity(v.len());
     for e in v {
+        if let Some(h) = &e.hist {
+            let (hs, fs) = (Operand { f: 0.0, h: Some(h) }, Operand { f: s, h: None });
+            let (l, r) = if swap { (fs, hs) } else { (hs, fs) };
+            let name = e.labels.metric_name().unwrap_or("").to_string();
+            let outcome = histogram::apply(ev, op, &b.op.to_string(), l, r, return_bool, &name);
+            if let Some(mut res) = hist_result(outcome, &e, t) {
+                res.drop_name = e.drop_name || is_arithmetic(op) || return_bool;
+                out.push(res);
+            }
+            continue;
+        }
         let (l, r) = if swap { (s, e.value) } else { (e.value, s) };
         let (mut value, mut keep) = apply(op, l, r)?;
         if is_comparison(op) && swap {
@@ -108,12 +125,22 @@ fn vector_scalar(
             out.push(VSample {
                 labels: e.labels,
                 value,
+                hist: None,
                 ts: t,
                 drop_name: e.drop_name || is_arithmetic(op) || return_bool,
             });
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// The sample a histogram operation yields, labelled like `e`.
+fn hist_result(outcome: Outcome, e: &VSample, t: i64) -> Option<VSample> {
+    match outcome {
+        Outcome::Drop | Outcome::Float(_, false) | Outcome::Histogram(_, false) => None,
+        Outcome::Float(v, true) => Some(VSample::new(Arc::clone(&e.labels), v, t)),
+        Outcome::Histogram(h, true) => Some(VSample::histogram(Arc::clone(&e.labels), h, t)),
+    }
 }
 
 /// How series are matched: `on(...)` or `ignoring(...)` label names.
@@ -212,13 +239,13 @@ fn set_op(
 
 fn vector_vector(
     ev: &Evaluator,
-    op: TokenId,
     b: &BinaryExpr,
     lhs: Vec<VSample>,
     rhs: Vec<VSample>,
     return_bool: bool,
     t: i64,
 ) -> Result<Vec<VSample>> {
+    let op = b.op.id();
     let m = Matching::of(ev, b);
     let mut buf = Vec::new();
     let card = b
@@ -268,10 +295,10 @@ fn vector_vector(
         if fill.lhs.is_some() {
             many_sigs.insert(sig);
         }
-        let (one_value, one_labels) = match one_side.get(&sig) {
-            Some(os) => (os.value, Some(&*os.labels)),
+        let (one_value, one_labels, one_hist) = match one_side.get(&sig) {
+            Some(os) => (os.value, Some(&*os.labels), os.hist.as_ref()),
             None => match fill.rhs {
-                Some(v) => (v, None),
+                Some(v) => (v, None, None),
                 None => continue,
             },
         };
@@ -286,11 +313,35 @@ fn vector_vector(
                 "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
             ));
         }
-        let (mut value, keep) = apply(op, l, r)?;
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-        } else if !keep {
-            continue;
+        let (mut value, mut hist) = (0.0, None);
+        if ms.hist.is_some() || one_hist.is_some() {
+            let many_op = Operand {
+                f: ms.value,
+                h: ms.hist.as_ref(),
+            };
+            let one_op = Operand {
+                f: one_value,
+                h: one_hist,
+            };
+            let (lo, ro) = if swapped {
+                (one_op, many_op)
+            } else {
+                (many_op, one_op)
+            };
+            let name = ms.labels.metric_name().unwrap_or("").to_string();
+            match histogram::apply(ev, op, &b.op.to_string(), lo, ro, return_bool, &name) {
+                Outcome::Float(v, true) => value = v,
+                Outcome::Histogram(h, true) => hist = Some(h),
+                _ => continue,
+            }
+        } else {
+            let (v, keep) = apply(op, l, r)?;
+            value = v;
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
         }
         let labels = if one_to_one && !m.on && m.names.is_empty() {
             // Plain one-to-one matching keeps the left labels as they are.
@@ -313,6 +364,7 @@ fn vector_vector(
         out.push(VSample {
             labels,
             value,
+            hist,
             ts: t,
             drop_name,
         });
@@ -336,9 +388,13 @@ fn vector_vector(
             } else if !keep {
                 continue;
             }
+            if os.hist.is_some() {
+                continue;
+            }
             out.push(VSample {
                 labels: Arc::new(m.signature_labels(&os.labels)),
                 value,
+                hist: None,
                 ts: t,
                 drop_name: true,
             });

@@ -2,17 +2,22 @@
 //! `.test` files): `load`/`clear` data into a [`MemoryQueryable`], run each
 //! `eval` through the [`Engine`] and compare with the expected results.
 //!
-//! Annotations (`expect warn`/`expect info`) are not produced by this
-//! engine; an eval that expects one is judged on its result alone and
+//! Native histograms in the `{{...}}` notation are loaded (and derived
+//! from classic series by `load_with_nhcb`) and compared as promqltest
+//! does. Annotations (`expect warn`/`expect info`) are checked separately
+//! (see [`EvalOutcome::annotations`]); passed evals that expect one are
 //! counted in [`FileReport::annotation_unchecked`].
 
 mod check;
 mod classify;
+mod nhcb;
 mod script;
 
 use fleetwatch_model::{Labels, Sample};
 use promql_parser::parser::Expr;
 
+use crate::histogram::HistogramPoint;
+use crate::source::Source;
 use crate::{Annotations, Engine, EngineOptions, MemoryQueryable};
 use script::{Command, EvalCmd};
 
@@ -43,8 +48,8 @@ pub struct FileReport {
     pub passed: usize,
     /// All eval commands.
     pub total: usize,
-    /// Passed evals that also expected a warning or info annotation, which
-    /// this runner does not check.
+    /// Passed evals that also expected a warning or info annotation (the
+    /// annotations themselves are judged in [`EvalOutcome::annotations`]).
     pub annotation_unchecked: usize,
     /// One line per failed eval: line number, query and why.
     pub failures: Vec<String>,
@@ -64,10 +69,17 @@ pub fn run_script(text: &str) -> FileReport {
             }
             Command::Load {
                 series,
+                histogram_series,
                 histograms: h,
             } => {
                 for (labels, samples) in series {
                     db.add(labels, samples.into_iter().map(|(t, v)| Sample::new(t, v)));
+                }
+                for (labels, points) in histogram_series {
+                    db.add_histograms(
+                        labels,
+                        points.into_iter().map(|(t, h)| HistogramPoint::new(t, h)),
+                    );
                 }
                 histograms.extend(h);
             }
@@ -190,8 +202,10 @@ fn run_eval(
     annotations: &mut Option<Result<(), String>>,
 ) -> Result<(), String> {
     let annotated = match ev.range {
-        None => engine.instant_query_annotated(db, &ev.expr, ev.start),
-        Some((end, step)) => engine.range_query_annotated(db, &ev.expr, ev.start, end, step),
+        None => engine.instant_query_histograms_annotated(db, &ev.expr, ev.start),
+        Some((end, step)) => {
+            engine.range_query_histograms_annotated(db, &ev.expr, ev.start, end, step)
+        }
     };
     let result = match annotated {
         Ok((v, a)) => {
@@ -213,7 +227,8 @@ fn run_eval(
     {
         let t = ev.start;
         let ranged = engine
-            .range_query(db, &ev.expr, t - 60_000, t + 60_000, 60_000)
+            .range_query_histograms_annotated(db, &ev.expr, t - 60_000, t + 60_000, 60_000)
+            .map(|(v, _)| v)
             .map_err(|e| format!("in range mode: {e}"))?;
         check::check(ev, Ok(check::middle_step(ranged, t, &ev.expected)))
             .map_err(|e| format!("in range mode: {e}"))?;
@@ -229,7 +244,7 @@ fn run_eval(
                 vec![-10 * t, 0, t / 5, t, 10 * t]
             };
             for et in times {
-                let r = engine.instant_query_expr(db, &expr, et);
+                let r = engine.instant_query_expr(Source::mixed(db), &expr, et);
                 check::check(ev, r)
                     .map_err(|e| format!("with @ {t}ms evaluated at {et}ms: {e}"))?;
             }

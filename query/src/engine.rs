@@ -15,6 +15,7 @@ mod collect;
 use crate::annotations::Annotations;
 use crate::error::{QueryError, Result};
 use crate::eval::{selector_matchers, EvalSettings, Evaluator};
+use crate::source::{HistogramQueryable, Source};
 use crate::value::{InstantSample, QueryValue, RangeSeries, VSample, Value};
 use collect::{finish_vector, Accumulator};
 
@@ -101,7 +102,7 @@ impl Engine {
         time_ms: i64,
     ) -> Result<QueryValue> {
         let expr = parse_expr(query)?;
-        self.instant_query_expr(q, &expr, time_ms)
+        self.instant_query_expr(Source::floats(q), &expr, time_ms)
     }
 
     /// [`Engine::instant_query`] with the warning and info annotations the
@@ -113,13 +114,25 @@ impl Engine {
         time_ms: i64,
     ) -> Result<(QueryValue, Annotations)> {
         let expr = parse_expr(query)?;
-        self.instant_query_expr_annotated(q, &expr, time_ms)
+        self.instant_query_expr_annotated(Source::floats(q), &expr, time_ms)
+    }
+
+    /// [`Engine::instant_query_annotated`] over a store that also holds
+    /// native histograms.
+    pub fn instant_query_histograms_annotated(
+        &self,
+        q: &dyn HistogramQueryable,
+        query: &str,
+        time_ms: i64,
+    ) -> Result<(QueryValue, Annotations)> {
+        let expr = parse_expr(query)?;
+        self.instant_query_expr_annotated(Source::mixed(q), &expr, time_ms)
     }
 
     /// [`Engine::instant_query`] for an already parsed expression.
     pub(crate) fn instant_query_expr(
         &self,
-        q: &dyn Queryable,
+        q: Source<'_>,
         expr: &Expr,
         time_ms: i64,
     ) -> Result<QueryValue> {
@@ -130,7 +143,7 @@ impl Engine {
     /// [`Engine::instant_query_annotated`] for a parsed expression.
     pub(crate) fn instant_query_expr_annotated(
         &self,
-        q: &dyn Queryable,
+        q: Source<'_>,
         expr: &Expr,
         time_ms: i64,
     ) -> Result<(QueryValue, Annotations)> {
@@ -156,6 +169,7 @@ impl Engine {
                             labels: Arc::unwrap_or_clone(s.labels),
                             timestamp_ms: time_ms,
                             value: s.value,
+                            histogram: s.hist.map(Arc::unwrap_or_clone),
                         })
                         .collect(),
                 )
@@ -171,6 +185,7 @@ impl Engine {
                         RangeSeries {
                             labels,
                             samples: s.samples,
+                            histograms: s.histograms,
                         }
                     })
                     .collect();
@@ -201,6 +216,30 @@ impl Engine {
     pub fn range_query_annotated(
         &self,
         q: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<(QueryValue, Annotations)> {
+        self.range_query_source(Source::floats(q), query, start_ms, end_ms, step_ms)
+    }
+
+    /// [`Engine::range_query_annotated`] over a store that also holds
+    /// native histograms.
+    pub fn range_query_histograms_annotated(
+        &self,
+        q: &dyn HistogramQueryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<(QueryValue, Annotations)> {
+        self.range_query_source(Source::mixed(q), query, start_ms, end_ms, step_ms)
+    }
+
+    fn range_query_source(
+        &self,
+        q: Source<'_>,
         query: &str,
         start_ms: i64,
         end_ms: i64,
@@ -254,6 +293,7 @@ impl Engine {
             .map(|s| RangeSeries {
                 labels: Arc::unwrap_or_clone(s.labels),
                 samples: s.samples,
+                histograms: s.histograms,
             })
             .collect();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));

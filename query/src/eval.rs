@@ -14,7 +14,6 @@ use fleetwatch_model::{Labels, Sample};
 use std::collections::HashMap;
 use std::time::Instant;
 
-use fleetwatch_storage::Queryable;
 use promql_parser::parser::{AtModifier, Expr, Offset};
 
 use regex::Regex;
@@ -22,6 +21,8 @@ use regex::Regex;
 use crate::annotations::Annotations;
 use crate::error::{QueryError, Result};
 use crate::hash::FastMap;
+use crate::histogram::{CounterResetHint, HistogramPoint};
+use crate::source::Source;
 use crate::value::{MSeries, VSample, Value};
 
 pub(crate) use preload::selector_matchers;
@@ -62,8 +63,10 @@ pub(crate) struct RangeArg<'a> {
 pub(crate) struct WindowSeries<'a> {
     /// The series' labels.
     pub labels: Arc<Labels>,
-    /// The samples inside the window, never staleness markers.
+    /// The float samples inside the window, never staleness markers.
     pub samples: Cow<'a, [Sample]>,
+    /// The histogram samples inside the window.
+    pub histograms: Cow<'a, [HistogramPoint]>,
     /// The metric name is to be dropped (see [`VSample::drop_name`]).
     pub drop_name: bool,
 }
@@ -103,7 +106,7 @@ pub(crate) struct Evaluator {
 impl Evaluator {
     /// Selects from `q`, once, all data `expr` needs when evaluated at
     /// every time in `[settings.query_start, settings.query_end]`.
-    pub fn new(q: &dyn Queryable, expr: &Expr, settings: EvalSettings) -> Result<Self> {
+    pub fn new(q: Source<'_>, expr: &Expr, settings: EvalSettings) -> Result<Self> {
         let loaded = preload::load(q, expr, &settings)?;
         Ok(Self {
             settings,
@@ -279,6 +282,13 @@ impl Evaluator {
                     v.into_iter()
                         .map(|s| VSample {
                             value: -s.value,
+                            hist: s.hist.map(|h| {
+                                let mut h = Arc::unwrap_or_clone(h);
+                                h.scale(-1.0);
+                                // A negated counter is a gauge.
+                                h.counter_reset_hint = CounterResetHint::Gauge;
+                                Arc::new(h)
+                            }),
                             drop_name: true,
                             ..s
                         })
@@ -298,6 +308,7 @@ impl Evaluator {
                         .map(|s| MSeries {
                             labels: s.labels,
                             samples: s.samples.into_owned(),
+                            histograms: s.histograms.into_owned(),
                             drop_name: s.drop_name,
                         })
                         .collect(),

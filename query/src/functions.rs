@@ -6,6 +6,7 @@ mod histogram;
 mod label;
 mod math;
 mod range;
+mod range_hist;
 
 use fleetwatch_model::Labels;
 use promql_parser::parser::{Call, Expr};
@@ -49,7 +50,8 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
             t,
         )]),
         "scalar" => {
-            let v = ev.eval_vector(arg(0)?, t)?;
+            let mut v = ev.eval_vector(arg(0)?, t)?;
+            v.retain(|s| s.hist.is_none());
             Value::Scalar(match v.as_slice() {
                 [one] => one.value,
                 _ => f64::NAN,
@@ -60,6 +62,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                 .into_iter()
                 .map(|s| VSample {
                     value: s.ts as f64 / 1000.0,
+                    hist: None,
                     ts: t,
                     drop_name: true,
                     ..s
@@ -77,6 +80,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         "sort" | "sort_desc" => {
             warn_sort_in_range_query(ev);
             let mut v = ev.eval_vector(arg(0)?, t)?;
+            v.retain(|s| s.hist.is_none());
             math::sort_by_value(&mut v, name == "sort_desc");
             Value::Vector(v)
         }
@@ -138,6 +142,11 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
             let upper = ev.eval_scalar(arg(1)?, t)?;
             let v = ev.eval_vector(arg(2)?, t)?;
             Value::Vector(histogram::histogram_fraction(ev, lower, upper, v, t))
+        }
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            let v = ev.eval_vector(arg(0)?, t)?;
+            Value::Vector(histogram::native_stat(name, v, t))
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
         | "month" | "year" => {

@@ -1,5 +1,5 @@
 //! fleetwatch-query: a PromQL engine (Prometheus 3 semantics for float
-//! samples) evaluating over the storage crate's
+//! and native-histogram samples) evaluating over the storage crate's
 //! [`Queryable`](fleetwatch_storage::Queryable) trait.
 //!
 //! Queries are parsed with `promql-parser`; every selector's data is
@@ -13,10 +13,15 @@
 //! for removal and it is dropped when the query finishes, as Prometheus's
 //! own test suite runs the engine), so `label_replace(rate(x[5m]), "n",
 //! "$1", "__name__", "(.*)")` can still read the name. Native histograms
-//! are not supported; classic `le` histograms are. The `*_annotated` query
+//! and classic `le` histograms are both supported. The `*_annotated` query
 //! methods also return Prometheus's warning and info [`Annotations`]
 //! (non-counter `rate`, quantile or ratio out of range, malformed or
 //! non-monotonic buckets, `sort` in a range query).
+//!
+//! Native histograms: a store implementing [`HistogramQueryable`] (such as
+//! [`MemoryQueryable`]) can hold [`FloatHistogram`] samples; the
+//! `*_histograms` query methods read them. The storage crate's
+//! [`Queryable`](fleetwatch_storage::Queryable) stays float-only.
 //!
 //! [`conformance`] runs Prometheus's PromQL test scripts against the engine.
 //!
@@ -42,12 +47,16 @@ mod error;
 mod eval;
 mod functions;
 mod hash;
+pub mod histogram;
 mod memory;
+mod source;
 mod stats;
 mod value;
 
 pub use annotations::Annotations;
 pub use engine::{parse_series_selector, Engine, EngineOptions, MAX_POINTS_PER_SERIES};
 pub use error::QueryError;
+pub use histogram::{FloatHistogram, HistogramPoint};
 pub use memory::MemoryQueryable;
+pub use source::{HistogramQueryable, HistogramSeries};
 pub use value::{InstantSample, QueryValue, RangeSeries};

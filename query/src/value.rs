@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use fleetwatch_model::{Labels, Sample};
 
+use crate::histogram::{FloatHistogram, HistogramPoint};
+
 /// The result of a query, shaped as in the Prometheus HTTP API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryValue {
@@ -35,8 +37,10 @@ pub struct InstantSample {
     pub labels: Labels,
     /// The evaluation timestamp, ms.
     pub timestamp_ms: i64,
-    /// The value.
+    /// The value (0 when the sample is a histogram).
     pub value: f64,
+    /// The native histogram, for a histogram sample.
+    pub histogram: Option<FloatHistogram>,
 }
 
 /// One series of a matrix result.
@@ -44,8 +48,10 @@ pub struct InstantSample {
 pub struct RangeSeries {
     /// The series' labels.
     pub labels: Labels,
-    /// Its samples in time order.
+    /// Its float samples in time order.
     pub samples: Vec<Sample>,
+    /// Its histogram samples in time order.
+    pub histograms: Vec<HistogramPoint>,
 }
 
 /// One element of an instant vector during evaluation.
@@ -53,8 +59,10 @@ pub struct RangeSeries {
 pub(crate) struct VSample {
     /// The series' labels (shared: most steps pass them on unchanged).
     pub labels: Arc<Labels>,
-    /// The value.
+    /// The value (unused when `hist` is set).
     pub value: f64,
+    /// The histogram of a histogram sample.
+    pub hist: Option<Arc<FloatHistogram>>,
     /// The timestamp of the underlying stored sample (for `timestamp()`),
     /// or the evaluation time for computed samples.
     pub ts: i64,
@@ -69,6 +77,22 @@ impl VSample {
         Self {
             labels: labels.into(),
             value,
+            hist: None,
+            ts,
+            drop_name: false,
+        }
+    }
+
+    /// A computed histogram sample keeping its metric name.
+    pub fn histogram(
+        labels: impl Into<Arc<Labels>>,
+        hist: impl Into<Arc<FloatHistogram>>,
+        ts: i64,
+    ) -> Self {
+        Self {
+            labels: labels.into(),
+            value: 0.0,
+            hist: Some(hist.into()),
             ts,
             drop_name: false,
         }
@@ -92,8 +116,10 @@ impl VSample {
 pub(crate) struct MSeries {
     /// The series' labels.
     pub labels: Arc<Labels>,
-    /// Samples in time order, never staleness markers.
+    /// Float samples in time order, never staleness markers.
     pub samples: Vec<Sample>,
+    /// Histogram samples in time order.
+    pub histograms: Vec<HistogramPoint>,
     /// The metric name is to be dropped (see [`VSample::drop_name`]).
     pub drop_name: bool,
 }

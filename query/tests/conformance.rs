@@ -168,7 +168,15 @@ fn promql_conformance() {
         let (anp, ant) = r.annotation_split(true);
         anpassed += anp;
         antotal += ant;
-        // Float evals must also meet their warn/info expectations.
+        // Float evals must also meet their warn/info expectations; native
+        // histogram ones are only reported (verbose).
+        for o in &r.outcomes {
+            if let (true, None, Some(Err(why)), true) =
+                (verbose, &o.failure, &o.annotations, o.native_histogram)
+            {
+                println!("    annotations line {}: {} : {why}", o.line, o.expr);
+            }
+        }
         for o in &r.outcomes {
             if let (None, Some(Err(why)), false) = (&o.failure, &o.annotations, o.native_histogram)
             {

@@ -3,7 +3,8 @@
 
 use fleetwatch_model::Labels;
 
-use super::script::{AnnotationRule, EvalCmd, Expected, Point};
+use super::script::{AnnotationRule, EvalCmd, Expected, Point, PointValue};
+use crate::histogram::{Bucket, FloatHistogram};
 use crate::{InstantSample, QueryError, QueryValue, RangeSeries};
 
 /// Relative tolerance as in promqltest (`almost.Equal` with 1e-6).
@@ -23,6 +24,45 @@ fn almost_equal(a: f64, b: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < EPS
 }
 
+/// Buckets with their counts compared by `almost_equal`, empty ones
+/// ignored (promqltest compares after `Compact(0)`).
+fn buckets_match(a: &[Bucket], b: &[Bucket]) -> bool {
+    let a: Vec<&Bucket> = a.iter().filter(|x| x.count != 0.0).collect();
+    let b: Vec<&Bucket> = b.iter().filter(|x| x.count != 0.0).collect();
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x.index == y.index && almost_equal(x.count, y.count))
+}
+
+/// promqltest's `compareNativeHistogram`: the hint only when the
+/// expectation states it, custom bounds only for custom-bucket schemas.
+fn histogram_matches(exp: &FloatHistogram, cur: &FloatHistogram, hint_set: bool) -> bool {
+    exp.schema == cur.schema
+        && almost_equal(exp.count, cur.count)
+        && almost_equal(exp.sum, cur.sum)
+        && (!exp.uses_custom_buckets() || exp.custom_values == cur.custom_values)
+        && exp.zero_threshold == cur.zero_threshold
+        && almost_equal(exp.zero_count, cur.zero_count)
+        && buckets_match(&exp.positive, &cur.positive)
+        && buckets_match(&exp.negative, &cur.negative)
+        && (!hint_set || exp.counter_reset_hint == cur.counter_reset_hint)
+}
+
+/// Whether a result value (float `f`, or histogram `h`) matches `want`.
+fn value_matches(want: &PointValue, f: f64, h: Option<&FloatHistogram>) -> bool {
+    match (want, h) {
+        (PointValue::Float(w), None) => almost_equal(*w, f),
+        (PointValue::Histogram(w, hint_set), Some(g)) => histogram_matches(w, g, *hint_set),
+        _ => false,
+    }
+}
+
+/// A result value for messages.
+fn show(f: f64, h: Option<&FloatHistogram>) -> String {
+    h.map_or_else(|| f.to_string(), ToString::to_string)
+}
+
 /// True when the expectation is an instant vector or a scalar.
 pub(super) fn is_instant_value(e: &Expected) -> bool {
     matches!(e, Expected::Series(_) | Expected::Scalar(_))
@@ -37,11 +77,20 @@ pub(super) fn middle_step(v: QueryValue, t: i64, expected: &Expected) -> QueryVa
     let samples: Vec<InstantSample> = m
         .into_iter()
         .filter_map(|s| {
+            if let Some(h) = s.histograms.iter().find(|p| p.timestamp_ms == t) {
+                return Some(InstantSample {
+                    labels: s.labels,
+                    timestamp_ms: t,
+                    value: 0.0,
+                    histogram: Some(FloatHistogram::clone(&h.histogram)),
+                });
+            }
             let p = s.samples.iter().find(|p| p.timestamp_ms == t)?;
             Some(InstantSample {
                 labels: s.labels,
                 timestamp_ms: t,
                 value: p.value,
+                histogram: None,
             })
         })
         .collect();
@@ -86,7 +135,6 @@ pub(super) fn check(ev: &EvalCmd, result: Result<QueryValue, QueryError>) -> Res
             .then_some(())
             .ok_or(format!("got scalar {value}, want {want}")),
         (Expected::Series(want), QueryValue::Vector(got)) if ev.range.is_none() => {
-            let got: Vec<(Labels, f64)> = got.into_iter().map(|s| (s.labels, s.value)).collect();
             compare_vector(want, &got, ev.ordered)
         }
         (Expected::Series(want), QueryValue::Matrix(got)) if ev.range.is_some() => {
@@ -103,33 +151,44 @@ pub(super) fn check(ev: &EvalCmd, result: Result<QueryValue, QueryError>) -> Res
 
 fn compare_vector(
     want: &[(Labels, Vec<Point>)],
-    got: &[(Labels, f64)],
+    got: &[InstantSample],
     ordered: bool,
 ) -> Result<(), String> {
+    let show_all = || {
+        got.iter()
+            .map(|s| format!("{} {}", s.labels, show(s.value, s.histogram.as_ref())))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if want.len() != got.len() {
         return Err(format!(
-            "expected {} samples, got {}: {got:?}",
+            "expected {} samples, got {}: [{}]",
             want.len(),
-            got.len()
+            got.len(),
+            show_all()
         ));
     }
     for (i, (labels, points)) in want.iter().enumerate() {
-        let Some(Some(wv)) = points.first().copied() else {
+        let Some(Some(wv)) = points.first() else {
             return Err(format!("expected sample for {labels} has no value"));
         };
         let found = if ordered {
-            got.get(i).filter(|(l, _)| l == labels)
+            got.get(i).filter(|s| &s.labels == labels)
         } else {
-            got.iter().find(|(l, _)| l == labels)
+            got.iter().find(|s| &s.labels == labels)
         };
         match found {
             None => {
                 return Err(format!(
-                    "missing {labels} (ordered: {ordered}); got {got:?}"
+                    "missing {labels} (ordered: {ordered}); got [{}]",
+                    show_all()
                 ))
             }
-            Some((_, v)) if !almost_equal(wv, *v) => {
-                return Err(format!("{labels}: got {v}, want {wv}"))
+            Some(s) if !value_matches(wv, s.value, s.histogram.as_ref()) => {
+                return Err(format!(
+                    "{labels}: got {}, want {wv:?}",
+                    show(s.value, s.histogram.as_ref())
+                ))
             }
             Some(_) => {}
         }
@@ -159,22 +218,44 @@ fn compare_matrix(
         let Some(series) = got.iter().find(|s| &s.labels == labels) else {
             return Err(format!("missing series {labels}"));
         };
-        let expected: Vec<(i64, f64)> = points
+        let expected: Vec<(i64, &PointValue)> = points
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.map(|v| (start + i as i64 * step, v)))
+            .filter_map(|(i, p)| p.as_ref().map(|v| (start + i as i64 * step, v)))
             .collect();
-        let same = expected.len() == series.samples.len()
-            && expected
+        let want_floats: Vec<&(i64, &PointValue)> = expected
+            .iter()
+            .filter(|(_, v)| matches!(v, PointValue::Float(_)))
+            .collect();
+        let want_hists: Vec<&(i64, &PointValue)> = expected
+            .iter()
+            .filter(|(_, v)| matches!(v, PointValue::Histogram(..)))
+            .collect();
+        let same = want_floats.len() == series.samples.len()
+            && want_hists.len() == series.histograms.len()
+            && want_floats
                 .iter()
                 .zip(&series.samples)
-                .all(|((t, v), s)| *t == s.timestamp_ms && almost_equal(*v, s.value));
+                .all(|((t, v), s)| *t == s.timestamp_ms && value_matches(v, s.value, None))
+            && want_hists
+                .iter()
+                .zip(&series.histograms)
+                .all(|((t, v), h)| {
+                    *t == h.timestamp_ms && value_matches(v, 0.0, Some(&h.histogram))
+                });
         if !same {
-            let got: Vec<(i64, f64)> = series
+            let mut got: Vec<(i64, String)> = series
                 .samples
                 .iter()
-                .map(|s| (s.timestamp_ms, s.value))
+                .map(|s| (s.timestamp_ms, s.value.to_string()))
+                .chain(
+                    series
+                        .histograms
+                        .iter()
+                        .map(|h| (h.timestamp_ms, h.histogram.to_string())),
+                )
                 .collect();
+            got.sort_by_key(|g| g.0);
             return Err(format!("{labels}: got {got:?}, want {expected:?}"));
         }
     }

@@ -6,8 +6,19 @@ use fleetwatch_model::{Labels, METRIC_NAME, STALE_NAN};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 
+use crate::histogram::{notation, FloatHistogram};
+
+/// A value of an expected or loaded series.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum PointValue {
+    /// A float.
+    Float(f64),
+    /// A native histogram, and whether its counter-reset hint was given.
+    Histogram(Box<FloatHistogram>, bool),
+}
+
 /// A point of an expected or loaded series: a value, or nothing.
-pub(super) type Point = Option<f64>;
+pub(super) type Point = Option<PointValue>;
 
 /// What an eval expects.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,8 +106,10 @@ pub(super) enum Command {
     Load {
         /// Float series with `(timestamp ms, value)` samples.
         series: Vec<(Labels, Vec<(i64, f64)>)>,
-        /// Series with native-histogram samples (not loaded), including
-        /// the NHCB series of `load_with_nhcb`.
+        /// Histogram samples per series, including the NHCB series
+        /// `load_with_nhcb` derives from classic ones.
+        histogram_series: Vec<(Labels, Vec<(i64, FloatHistogram)>)>,
+        /// The labels of the series with native-histogram samples.
         histograms: Vec<Labels>,
     },
     /// An eval.
@@ -168,28 +181,39 @@ fn parse_load(interval: &str, body: &[&str], line: usize, nhcb: bool) -> Command
         };
     };
     let mut series = Vec::new();
+    let mut histogram_series = Vec::new();
     let mut histograms = Vec::new();
     for l in body {
-        let (metric, values) = split_metric(l);
-        if let Some(labels) = parse_labels(metric) {
-            if values.contains("{{") {
-                histograms.push(labels.clone());
-            }
-            if nhcb {
-                histograms.extend(super::classify::nhcb_series(&labels));
-            }
-        }
         let Some((labels, points)) = parse_series_line(l) else {
             continue;
         };
-        let samples = points
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.map(|v| (i as i64 * step, v)))
-            .collect();
-        series.push((labels, samples));
+        let mut floats = Vec::new();
+        let mut hists = Vec::new();
+        for (i, p) in points.into_iter().enumerate() {
+            let t = i as i64 * step;
+            match p {
+                Some(PointValue::Float(v)) => floats.push((t, v)),
+                Some(PointValue::Histogram(h, _)) => hists.push((t, *h)),
+                None => {}
+            }
+        }
+        if !hists.is_empty() {
+            histograms.push(labels.clone());
+            histogram_series.push((labels.clone(), hists));
+        }
+        series.push((labels, floats));
     }
-    Command::Load { series, histograms }
+    if nhcb {
+        for (labels, hists) in super::nhcb::convert(&series) {
+            histograms.push(labels.clone());
+            histogram_series.push((labels, hists));
+        }
+    }
+    Command::Load {
+        series,
+        histogram_series,
+        histograms,
+    }
 }
 
 /// Splits `metric{labels} values...` into the metric part and the rest.
@@ -246,8 +270,7 @@ pub(super) fn parse_labels(metric: &str) -> Option<Labels> {
     Some(Labels::from_pairs(pairs))
 }
 
-/// Parses `metric values...`. `None` for lines with native histograms or
-/// unparsable parts.
+/// Parses `metric values...`. `None` for unparsable parts.
 fn parse_series_line(line: &str) -> Option<(Labels, Vec<Point>)> {
     let (metric, values) = split_metric(line);
     let labels = parse_labels(metric)?;
@@ -265,13 +288,77 @@ fn parse_number(s: &str) -> Option<f64> {
     s.parse::<f64>().ok()
 }
 
-/// Expands promtool point notation: `1+2x3`, `5x2`, `_`, `_x3`, `stale`.
+/// Splits point notation into tokens; whitespace inside `{{...}}` does
+/// not split.
+fn tokens(values: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut start: Option<usize> = None;
+    let bytes = values.as_bytes();
+    for (i, c) in values.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c.is_whitespace() && depth == 0 {
+            if let Some(s) = start.take() {
+                out.extend(values.get(s..i));
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if let Some(s) = start {
+        out.extend(values.get(s..bytes.len()));
+    }
+    out
+}
+
+/// Expands a histogram token: `{{a}}`, `{{a}}xN` (N+1 copies) or
+/// `{{a}}+{{b}}xN` (a, a+b, ... N+1 values).
+fn histogram_points(tok: &str) -> Option<Vec<Point>> {
+    let end = tok.find("}}")? + 2;
+    let first = notation::parse(tok.get(..end)?).ok()?;
+    let rest = tok.get(end..)?;
+    let point = |p: &notation::Parsed| {
+        Some(PointValue::Histogram(
+            Box::new(p.histogram.clone()),
+            p.hint_set,
+        ))
+    };
+    if rest.is_empty() {
+        return Some(vec![point(&first)]);
+    }
+    if let Some(times) = rest.strip_prefix('x') {
+        let n: usize = times.parse().ok()?;
+        return Some(vec![point(&first); n + 1]);
+    }
+    let inc_text = rest.strip_prefix('+')?;
+    let inc_end = inc_text.find("}}")? + 2;
+    let inc = notation::parse(inc_text.get(..inc_end)?).ok()?;
+    let n: usize = inc_text.get(inc_end..)?.strip_prefix('x')?.parse().ok()?;
+    let mut cur = first.histogram.clone();
+    let mut out = vec![point(&first)];
+    for _ in 0..n {
+        cur.add(&inc.histogram).ok()?;
+        out.push(Some(PointValue::Histogram(
+            Box::new(cur.clone()),
+            first.hint_set,
+        )));
+    }
+    Some(out)
+}
+
+/// Expands promtool point notation: `1+2x3`, `5x2`, `_`, `_x3`, `stale`,
+/// and histograms (`{{...}}`, `{{...}}xN`, `{{...}}+{{...}}xN`).
 pub(super) fn parse_points(values: &str) -> Option<Vec<Point>> {
     let mut out = Vec::new();
-    if values.contains("{{") {
-        return None;
-    }
-    for tok in values.split_whitespace() {
+    for tok in tokens(values) {
+        if tok.starts_with("{{") {
+            out.extend(histogram_points(tok)?);
+            continue;
+        }
         if tok == "_" {
             out.push(None);
             continue;
@@ -301,13 +388,13 @@ pub(super) fn parse_points(values: &str) -> Option<Vec<Point>> {
                     None => (parse_number(head)?, 0.0),
                 };
                 let mut v = start;
-                out.push(Some(v));
+                out.push(Some(PointValue::Float(v)));
                 for _ in 0..times {
                     v += inc;
-                    out.push(Some(v));
+                    out.push(Some(PointValue::Float(v)));
                 }
             }
-            _ => out.push(Some(parse_number(tok)?)),
+            _ => out.push(Some(PointValue::Float(parse_number(tok)?))),
         }
     }
     Some(out)
@@ -449,18 +536,19 @@ mod tests {
             parse_points("1+2x3 _ _x2 5x1 -1-1x1 stale").map(|v| v.len()),
             Some(4 + 1 + 2 + 2 + 2 + 1)
         );
-        assert_eq!(
-            parse_points("0+10x2"),
-            Some(vec![Some(0.0), Some(10.0), Some(20.0)])
-        );
+        let f = |v: f64| Some(PointValue::Float(v));
+        assert_eq!(parse_points("0+10x2"), Some(vec![f(0.0), f(10.0), f(20.0)]));
         assert_eq!(
             parse_points("1e3 -Inf"),
-            Some(vec![Some(1000.0), Some(f64::NEG_INFINITY)])
+            Some(vec![f(1000.0), f(f64::NEG_INFINITY)])
         );
-        assert_eq!(parse_points("{{count:1}}"), None);
+        assert_eq!(
+            parse_points("{{count:1}} 2 {{sum:1 count:1}}+{{count:2}}x2").map(|v| v.len()),
+            Some(5)
+        );
         assert_eq!(
             parse_points("0x2 7"),
-            Some(vec![Some(0.0), Some(0.0), Some(0.0), Some(7.0)])
+            Some(vec![f(0.0), f(0.0), f(0.0), f(7.0)])
         );
     }
 

@@ -9,14 +9,17 @@ use fleetwatch_model::{Labels, Sample};
 use crate::error::{QueryError, Result};
 use crate::functions::check_unique_labels;
 use crate::hash::FastMap;
+use crate::histogram::HistogramPoint;
 use crate::value::VSample;
 
 /// One output series of a range query being collected.
 pub(crate) struct Collected {
     /// The final labels.
     pub labels: Arc<Labels>,
-    /// One sample per step the series has a value at.
+    /// One float sample per step the series has a float value at.
     pub samples: Vec<Sample>,
+    /// One histogram per step the series has a histogram at.
+    pub histograms: Vec<HistogramPoint>,
 }
 
 /// Collects the steps of a range query into series. Evaluation mostly
@@ -47,6 +50,7 @@ impl Accumulator {
             None
         };
         let value = s.value;
+        let hist = s.hist.clone();
         let idx = match cached {
             Some(i) => i,
             None => {
@@ -60,6 +64,7 @@ impl Accumulator {
                     self.series.push(Collected {
                         labels,
                         samples: Vec::new(),
+                        histograms: Vec::new(),
                     });
                 }
                 if shared {
@@ -71,12 +76,23 @@ impl Accumulator {
         let Some(series) = self.series.get_mut(idx) else {
             return Ok(());
         };
-        if series.samples.last().is_some_and(|p| p.timestamp_ms == t) {
+        if series.samples.last().is_some_and(|p| p.timestamp_ms == t)
+            || series
+                .histograms
+                .last()
+                .is_some_and(|p| p.timestamp_ms == t)
+        {
             return Err(QueryError::exec(
                 "vector cannot contain metrics with the same labelset",
             ));
         }
-        series.samples.push(Sample::new(t, value));
+        match hist {
+            Some(h) => series.histograms.push(HistogramPoint {
+                timestamp_ms: t,
+                histogram: h,
+            }),
+            None => series.samples.push(Sample::new(t, value)),
+        }
         Ok(())
     }
 }
@@ -117,7 +133,11 @@ pub(super) fn finish_vector(v: Vec<VSample>) -> Result<Vec<VSample>> {
         .map(|s| {
             let ts = s.ts;
             let value = s.value;
-            VSample::new(s.final_labels(), value, ts)
+            let hist = s.hist.clone();
+            VSample {
+                hist,
+                ..VSample::new(s.final_labels(), value, ts)
+            }
         })
         .collect();
     if renamed {

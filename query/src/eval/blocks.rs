@@ -14,7 +14,7 @@ use std::sync::Arc;
 use fleetwatch_model::{is_stale_nan, Sample};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
-use super::preload::selector_key;
+use super::preload::{selector_key, LoadedSeries};
 use super::{duration_ms, Evaluator, RangeArg};
 use crate::error::Result;
 use crate::value::VSample;
@@ -31,6 +31,22 @@ pub(crate) struct Block {
     first: usize,
     /// Results per step of the block, taken when the step asks for them.
     steps: Vec<Option<Vec<VSample>>>,
+}
+
+impl Block {
+    /// A block answering no step (the caller evaluates each step itself),
+    /// for selectors this module does not handle.
+    fn not_applicable(first: usize, count: usize) -> Self {
+        Self {
+            first,
+            steps: (first..count).map(|_| None).collect(),
+        }
+    }
+}
+
+/// True when any series holds native histograms: blocks handle floats only.
+fn has_histograms(data: &[LoadedSeries]) -> bool {
+    data.iter().any(|sd| !sd.histograms.is_empty())
 }
 
 /// What a block computes per series and window: the function's value,
@@ -90,6 +106,9 @@ impl Evaluator {
             .data
             .get(&selector_key(&ms.vs))
             .map_or(&[][..], Vec::as_slice);
+        if has_histograms(data) {
+            return Ok(Block::not_applicable(first, count));
+        }
         let len = (MAX_BLOCK_RESULTS / data.len().max(1))
             .clamp(1, MAX_BLOCK_STEPS)
             .min(count.saturating_sub(first));
@@ -140,10 +159,8 @@ impl Evaluator {
                 };
                 if let (Some(value), Some(out)) = (f(window, &arg, t), steps.get_mut(k)) {
                     out.push(VSample {
-                        labels: Arc::clone(&sd.labels),
-                        value,
-                        ts: t,
                         drop_name,
+                        ..VSample::new(Arc::clone(&sd.labels), value, t)
                     });
                 }
             }
@@ -187,6 +204,9 @@ impl Evaluator {
             .data
             .get(&selector_key(vs))
             .map_or(&[][..], Vec::as_slice);
+        if has_histograms(data) {
+            return Block::not_applicable(first, count);
+        }
         let len = (MAX_BLOCK_RESULTS / data.len().max(1))
             .clamp(1, MAX_BLOCK_STEPS)
             .min(count.saturating_sub(first));

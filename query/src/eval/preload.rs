@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use fleetwatch_model::{Labels, MatchOp, Matcher, Sample, METRIC_NAME};
-use fleetwatch_storage::{Queryable, SeriesData};
+use fleetwatch_storage::SeriesData;
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 use promql_parser::parser::{Expr, VectorSelector};
 
 use super::{at_ms, duration_ms, offset_ms, EvalSettings, DEFAULT_SUBQUERY_STEP_MS};
 use crate::error::{QueryError, Result};
+use crate::histogram::HistogramPoint;
+use crate::source::Source;
 
 /// The identity of a selector node inside one parsed expression.
 pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
@@ -23,11 +25,15 @@ pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
 pub(crate) struct LoadedSeries {
     /// Its labels, shared with every sample produced from it.
     pub labels: Arc<Labels>,
-    /// Its samples in time order.
+    /// Its float samples in time order.
     pub samples: Arc<Vec<Sample>>,
+    /// Its histogram samples in time order.
+    pub histograms: Arc<Vec<HistogramPoint>>,
     /// Where the last lookup ended (window end, window start): steps move
     /// forward in time, so the next lookup usually starts close by.
     pub cursors: (Cell<usize>, Cell<usize>),
+    /// The same for the histogram samples.
+    pub hist_cursors: (Cell<usize>, Cell<usize>),
 }
 
 impl Clone for LoadedSeries {
@@ -35,39 +41,50 @@ impl Clone for LoadedSeries {
         Self {
             labels: Arc::clone(&self.labels),
             samples: Arc::clone(&self.samples),
+            histograms: Arc::clone(&self.histograms),
             cursors: (Cell::new(0), Cell::new(0)),
+            hist_cursors: (Cell::new(0), Cell::new(0)),
         }
     }
 }
 
 impl LoadedSeries {
-    /// The number of samples at or before `t`, starting the search from
-    /// `cursor` (and updating it).
+    /// The number of float samples at or before `t`, starting the search
+    /// from `cursor` (and updating it).
     pub fn seek(&self, cursor: &Cell<usize>, t: i64) -> usize {
-        let s = &self.samples;
-        let at_or_before = |i: usize| s.get(i).is_some_and(|x| x.timestamp_ms <= t);
-        let hint = cursor.get().min(s.len());
-        let idx = if hint > 0 && !at_or_before(hint - 1) {
-            s.get(..hint)
-                .map_or(0, |head| head.partition_point(|x| x.timestamp_ms <= t))
-        } else {
-            let mut i = hint;
-            let mut steps = 0;
-            while at_or_before(i) && steps < 8 {
-                i += 1;
-                steps += 1;
-            }
-            if at_or_before(i) {
-                i + s
-                    .get(i..)
-                    .map_or(0, |tail| tail.partition_point(|x| x.timestamp_ms <= t))
-            } else {
-                i
-            }
-        };
-        cursor.set(idx);
-        idx
+        seek_in(&self.samples, |x| x.timestamp_ms, cursor, t)
     }
+
+    /// The number of histogram samples at or before `t` (see [`Self::seek`]).
+    pub fn seek_hist(&self, cursor: &Cell<usize>, t: i64) -> usize {
+        seek_in(&self.histograms, |x| x.timestamp_ms, cursor, t)
+    }
+}
+
+/// The number of items of `s` at or before `t`, searching from `cursor`.
+fn seek_in<T>(s: &[T], ts: impl Fn(&T) -> i64, cursor: &Cell<usize>, t: i64) -> usize {
+    let at_or_before = |i: usize| s.get(i).is_some_and(|x| ts(x) <= t);
+    let hint = cursor.get().min(s.len());
+    let idx = if hint > 0 && !at_or_before(hint - 1) {
+        s.get(..hint)
+            .map_or(0, |head| head.partition_point(|x| ts(x) <= t))
+    } else {
+        let mut i = hint;
+        let mut steps = 0;
+        while at_or_before(i) && steps < 8 {
+            i += 1;
+            steps += 1;
+        }
+        if at_or_before(i) {
+            i + s
+                .get(i..)
+                .map_or(0, |tail| tail.partition_point(|x| ts(x) <= t))
+        } else {
+            i
+        }
+    };
+    cursor.set(idx);
+    idx
 }
 
 /// What [`load`] found.
@@ -96,7 +113,7 @@ struct Need<'e> {
 
 /// Selects the data for every selector in `expr`; also returns the number
 /// of samples loaded.
-pub(super) fn load(q: &dyn Queryable, expr: &Expr, s: &EvalSettings) -> Result<Loaded> {
+pub(super) fn load(q: Source<'_>, expr: &Expr, s: &EvalSettings) -> Result<Loaded> {
     let mut plan = Plan {
         needs: Vec::new(),
         subqueries: HashMap::new(),
@@ -107,9 +124,10 @@ pub(super) fn load(q: &dyn Queryable, expr: &Expr, s: &EvalSettings) -> Result<L
     for need in plan.needs {
         let sets = selector_matchers(need.vs)?;
         let series = select_union(q, &sets, need.start, need.end)?;
-        loaded = series
-            .iter()
-            .fold(loaded, |acc, sd| acc.saturating_add(sd.samples.len()));
+        loaded = series.iter().fold(loaded, |acc, sd| {
+            acc.saturating_add(sd.floats.samples.len())
+                .saturating_add(sd.histograms.len())
+        });
         if loaded > s.max_samples {
             return Err(QueryError::TooManySamples {
                 stage: "query execution",
@@ -118,9 +136,11 @@ pub(super) fn load(q: &dyn Queryable, expr: &Expr, s: &EvalSettings) -> Result<L
         let series = series
             .into_iter()
             .map(|sd| LoadedSeries {
-                labels: Arc::new(sd.labels),
-                samples: Arc::new(sd.samples),
+                labels: Arc::new(sd.floats.labels),
+                samples: Arc::new(sd.floats.samples),
+                histograms: Arc::new(sd.histograms),
                 cursors: (Cell::new(0), Cell::new(0)),
+                hist_cursors: (Cell::new(0), Cell::new(0)),
             })
             .collect();
         out.insert(selector_key(need.vs), series);
@@ -132,21 +152,54 @@ pub(super) fn load(q: &dyn Queryable, expr: &Expr, s: &EvalSettings) -> Result<L
     })
 }
 
+/// A selected series: its float samples (in `floats`) and histograms.
+struct Selected {
+    floats: SeriesData,
+    histograms: Vec<HistogramPoint>,
+}
+
 /// Selects with each matcher set (a selector with `or` has several) and
-/// merges the results by labels.
+/// merges the results by labels, floats and histograms of a series
+/// together.
 fn select_union(
-    q: &dyn Queryable,
+    q: Source<'_>,
     sets: &[Vec<Matcher>],
     start: i64,
     end: i64,
-) -> Result<Vec<SeriesData>> {
-    if let [only] = sets {
-        return Ok(q.select(only, start, end)?);
+) -> Result<Vec<Selected>> {
+    if let ([only], None) = (sets, q.histograms) {
+        return Ok(q
+            .floats
+            .select(only, start, end)?
+            .into_iter()
+            .map(|floats| Selected {
+                floats,
+                histograms: Vec::new(),
+            })
+            .collect());
     }
-    let mut merged = BTreeMap::new();
+    let mut merged: BTreeMap<Labels, Selected> = BTreeMap::new();
     for set in sets {
-        for sd in q.select(set, start, end)? {
-            merged.entry(sd.labels.clone()).or_insert(sd);
+        for sd in q.floats.select(set, start, end)? {
+            merged.entry(sd.labels.clone()).or_insert(Selected {
+                floats: sd,
+                histograms: Vec::new(),
+            });
+        }
+        let Some(h) = q.histograms else {
+            continue;
+        };
+        for hs in h.select_histograms(set, start, end)? {
+            let entry = merged.entry(hs.labels.clone()).or_insert_with(|| Selected {
+                floats: SeriesData {
+                    labels: hs.labels.clone(),
+                    samples: Vec::new(),
+                },
+                histograms: Vec::new(),
+            });
+            if entry.histograms.is_empty() {
+                entry.histograms = hs.histograms;
+            }
         }
     }
     Ok(merged.into_values().collect())

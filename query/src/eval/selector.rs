@@ -31,11 +31,32 @@ impl Evaluator {
         data.iter()
             .filter_map(|sd| {
                 let idx = sd.seek(&sd.cursors.0, te);
-                let s = sd.samples.get(idx.checked_sub(1)?)?;
-                if s.timestamp_ms <= lo || is_stale_nan(s.value) {
-                    return None;
+                let f = idx.checked_sub(1).and_then(|i| sd.samples.get(i));
+                let h = if sd.histograms.is_empty() {
+                    None
+                } else {
+                    let hidx = sd.seek_hist(&sd.hist_cursors.0, te);
+                    hidx.checked_sub(1).and_then(|i| sd.histograms.get(i))
+                };
+                match (f, h) {
+                    (Some(f), h) if h.is_none_or(|h| h.timestamp_ms < f.timestamp_ms) => {
+                        if f.timestamp_ms <= lo || is_stale_nan(f.value) {
+                            return None;
+                        }
+                        Some(VSample::new(sd.labels.clone(), f.value, f.timestamp_ms))
+                    }
+                    (_, Some(h)) => {
+                        if h.timestamp_ms <= lo {
+                            return None;
+                        }
+                        Some(VSample::histogram(
+                            sd.labels.clone(),
+                            Arc::clone(&h.histogram),
+                            h.timestamp_ms,
+                        ))
+                    }
+                    _ => None,
                 }
-                Some(VSample::new(sd.labels.clone(), s.value, s.timestamp_ms))
             })
             .collect()
     }
@@ -53,23 +74,31 @@ impl Evaluator {
                     .filter_map(|sd| {
                         let a = sd.seek(&sd.cursors.1, lo);
                         let b = sd.seek(&sd.cursors.0, te);
-                        let window = sd.samples.get(a..b).filter(|w| !w.is_empty())?;
+                        let window = sd.samples.get(a..b).unwrap_or_default();
                         let samples = if window.iter().any(|s| is_stale_nan(s.value)) {
                             let kept: Vec<_> = window
                                 .iter()
                                 .filter(|s| !is_stale_nan(s.value))
                                 .copied()
                                 .collect();
-                            if kept.is_empty() {
-                                return None;
-                            }
                             Cow::Owned(kept)
                         } else {
                             Cow::Borrowed(window)
                         };
+                        let histograms: &[_] = if sd.histograms.is_empty() {
+                            &[]
+                        } else {
+                            let a = sd.seek_hist(&sd.hist_cursors.1, lo);
+                            let b = sd.seek_hist(&sd.hist_cursors.0, te);
+                            sd.histograms.get(a..b).unwrap_or_default()
+                        };
+                        if samples.is_empty() && histograms.is_empty() {
+                            return None;
+                        }
                         Some(WindowSeries {
                             labels: Arc::clone(&sd.labels),
                             samples,
+                            histograms: Cow::Borrowed(histograms),
                             drop_name: false,
                         })
                     })

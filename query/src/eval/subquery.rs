@@ -16,13 +16,21 @@ use promql_parser::parser::SubqueryExpr;
 use super::{duration_ms, Evaluator, RangeArg, WindowSeries, DEFAULT_SUBQUERY_STEP_MS};
 use crate::error::{QueryError, Result};
 use crate::hash::FastMap;
+use crate::histogram::{CounterResetHint, FloatHistogram, HistogramPoint};
 use crate::value::Value;
 
 /// One series of a subquery's inner results.
 pub(crate) struct InnerSeries {
     labels: Arc<Labels>,
     samples: Vec<Sample>,
+    histograms: Vec<HistogramPoint>,
     drop_name: bool,
+}
+
+/// One inner result value.
+enum Point {
+    Float(Sample),
+    Histogram(HistogramPoint),
 }
 
 /// A subquery's inner results over the whole query, built on first use.
@@ -68,17 +76,34 @@ impl Evaluator {
     ) -> Result<Vec<InnerSeries>> {
         let mut index: FastMap<Arc<Labels>, usize> = FastMap::default();
         let mut out: Vec<InnerSeries> = Vec::new();
-        let mut push = |labels: Arc<Labels>, s: Sample, drop_name: bool| {
+        let mut push = |labels: Arc<Labels>, p: Point, drop_name: bool| {
             let i = *index.entry(Arc::clone(&labels)).or_insert_with(|| {
                 out.push(InnerSeries {
                     labels,
                     samples: Vec::new(),
+                    histograms: Vec::new(),
                     drop_name: false,
                 });
                 out.len() - 1
             });
             if let Some(series) = out.get_mut(i) {
-                series.samples.push(s);
+                match p {
+                    Point::Float(s) => series.samples.push(s),
+                    Point::Histogram(mut h) => {
+                        // Steps resample the series: a stored hint says
+                        // nothing about the step before, so counter
+                        // resets are detected from the counts instead.
+                        if matches!(
+                            h.histogram.counter_reset_hint,
+                            CounterResetHint::Reset | CounterResetHint::NotReset
+                        ) {
+                            let mut copy = FloatHistogram::clone(&h.histogram);
+                            copy.counter_reset_hint = CounterResetHint::Unknown;
+                            h.histogram = Arc::new(copy);
+                        }
+                        series.histograms.push(h);
+                    }
+                }
                 series.drop_name |= drop_name;
             }
         };
@@ -88,12 +113,23 @@ impl Evaluator {
             match self.eval(&sq.expr, ts)? {
                 Value::Scalar(v) => {
                     self.account_samples(1)?;
-                    push(Arc::new(Labels::empty()), Sample::new(ts, v), false);
+                    push(
+                        Arc::new(Labels::empty()),
+                        Point::Float(Sample::new(ts, v)),
+                        false,
+                    );
                 }
                 Value::Vector(v) => {
                     self.account_samples(v.len())?;
                     for s in v {
-                        push(s.labels, Sample::new(ts, s.value), s.drop_name);
+                        let p = match s.hist {
+                            Some(h) => Point::Histogram(HistogramPoint {
+                                timestamp_ms: ts,
+                                histogram: h,
+                            }),
+                            None => Point::Float(Sample::new(ts, s.value)),
+                        };
+                        push(s.labels, p, s.drop_name);
                     }
                 }
                 other => {
@@ -142,10 +178,17 @@ impl Evaluator {
                             .filter_map(|s| {
                                 let a = s.samples.partition_point(|x| x.timestamp_ms <= lo);
                                 let b = s.samples.partition_point(|x| x.timestamp_ms <= te);
-                                let w = s.samples.get(a..b).filter(|w| !w.is_empty())?;
+                                let w = s.samples.get(a..b).unwrap_or_default();
+                                let ha = s.histograms.partition_point(|x| x.timestamp_ms <= lo);
+                                let hb = s.histograms.partition_point(|x| x.timestamp_ms <= te);
+                                let hw = s.histograms.get(ha..hb).unwrap_or_default();
+                                if w.is_empty() && hw.is_empty() {
+                                    return None;
+                                }
                                 Some(WindowSeries {
                                     labels: Arc::clone(&s.labels),
                                     samples: Cow::Borrowed(w),
+                                    histograms: Cow::Borrowed(hw),
                                     drop_name: s.drop_name,
                                 })
                             })
@@ -160,6 +203,7 @@ impl Evaluator {
                 .map(|s| WindowSeries {
                     labels: s.labels,
                     samples: Cow::Owned(s.samples),
+                    histograms: Cow::Owned(s.histograms),
                     drop_name: s.drop_name,
                 })
                 .collect(),

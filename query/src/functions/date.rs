@@ -51,6 +51,7 @@ pub(crate) fn field(name: &str, secs: f64) -> f64 {
 /// Applies a calendar function to every value (dropping the metric name).
 pub(super) fn apply(name: &str, v: Vec<VSample>, t: i64) -> Vec<VSample> {
     v.into_iter()
+        .filter(|s| s.hist.is_none())
         .map(|s| VSample {
             drop_name: true,
             ts: t,

@@ -1,4 +1,6 @@
-//! `histogram_quantile` over classic (`le`-bucketed) histograms.
+//! `histogram_quantile`, `histogram_quantiles` and `histogram_fraction`
+//! over classic (`le`-bucketed) and native histograms, and the native-only
+//! `histogram_count`/`sum`/`avg`/`stddev`/`stdvar`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use fleetwatch_model::{is_valid_label_name, Labels, METRIC_NAME};
 
 use crate::error::{QueryError, Result};
 use crate::eval::Evaluator;
+use crate::histogram::{stats as hstats, FloatHistogram};
 use crate::value::VSample;
 
 /// One cumulative bucket.
@@ -28,7 +31,35 @@ fn parse_le(s: &str) -> Option<f64> {
 /// `q`-quantile of each group. The metric name is dropped from the result
 /// (delayed, so that two histograms differing only by name collide).
 pub(super) fn histogram_quantile(ev: &Evaluator, q: f64, v: Vec<VSample>, t: i64) -> Vec<VSample> {
-    per_histogram(ev, v, t, |b| bucket_quantile(q, b))
+    per_histogram(
+        ev,
+        v,
+        t,
+        |b| bucket_quantile(q, b),
+        |h| hstats::quantile(q, h),
+    )
+}
+
+/// The native-only functions: `histogram_count`, `histogram_sum`,
+/// `histogram_avg`, `histogram_stddev`, `histogram_stdvar` of every
+/// histogram sample (float samples yield nothing).
+pub(super) fn native_stat(name: &str, v: Vec<VSample>, t: i64) -> Vec<VSample> {
+    let f: fn(&FloatHistogram) -> f64 = match name {
+        "histogram_count" => |h| h.count,
+        "histogram_sum" => |h| h.sum,
+        "histogram_avg" => |h| h.sum / h.count,
+        "histogram_stddev" => |h| hstats::stdvar(h).sqrt(),
+        _ => hstats::stdvar,
+    };
+    v.into_iter()
+        .filter_map(|s| {
+            let value = f(s.hist.as_deref()?);
+            Some(VSample {
+                drop_name: true,
+                ..VSample::new(s.labels, value, t)
+            })
+        })
+        .collect()
 }
 
 /// `histogram_quantiles(v, label, q...)`: `histogram_quantile` for each
@@ -72,7 +103,13 @@ pub(super) fn histogram_fraction(
     v: Vec<VSample>,
     t: i64,
 ) -> Vec<VSample> {
-    per_histogram(ev, v, t, |b| (bucket_fraction(lower, upper, b), false))
+    per_histogram(
+        ev,
+        v,
+        t,
+        |b| (bucket_fraction(lower, upper, b), false),
+        |h| hstats::fraction(lower, upper, h),
+    )
 }
 
 /// The metric name of a sample for annotations (empty once dropped).
@@ -92,11 +129,17 @@ fn per_histogram(
     v: Vec<VSample>,
     t: i64,
     f: impl Fn(Vec<Bucket>) -> (f64, bool),
+    native: impl Fn(&FloatHistogram) -> f64,
 ) -> Vec<VSample> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
     let mut names: Vec<String> = Vec::new();
+    let mut natives: Vec<(VSample, Arc<FloatHistogram>)> = Vec::new();
     for s in v {
+        if let Some(h) = s.hist.clone() {
+            natives.push((s, h));
+            continue;
+        }
         let le = s.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
             ev.warn(format!(
@@ -125,9 +168,27 @@ fn per_histogram(
             }
         }
     }
-    groups
+    let mut out = Vec::with_capacity(groups.len() + natives.len());
+    for (s, h) in natives {
+        if let Some(&i) = index.get(&*s.labels) {
+            ev.warn(format!(
+                "vector contains a mix of classic and native histograms for metric name {:?}",
+                annotation_name(&s)
+            ));
+            if let Some(g) = groups.get_mut(i) {
+                g.1.clear();
+            }
+            continue;
+        }
+        out.push(VSample {
+            drop_name: true,
+            ..VSample::new(s.labels, native(&h), t)
+        });
+    }
+    let classic = groups
         .into_iter()
         .zip(names)
+        .filter(|((_, buckets), _)| !buckets.is_empty())
         .map(|((labels, buckets), name)| {
             let (value, fixed) = f(buckets);
             if fixed {
@@ -139,8 +200,9 @@ fn per_histogram(
                 drop_name: true,
                 ..VSample::new(labels, value, t)
             }
-        })
-        .collect()
+        });
+    out.extend(classic);
+    out
 }
 
 fn almost_equal(a: f64, b: f64, eps: f64) -> bool {

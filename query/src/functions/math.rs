@@ -5,9 +5,11 @@ use std::cmp::Ordering;
 use crate::stats::{go_max, go_min};
 use crate::value::VSample;
 
-/// Applies `f` to every value, dropping the metric name.
+/// Applies `f` to every float value, dropping the metric name; histogram
+/// samples yield nothing.
 pub(super) fn map_values(v: Vec<VSample>, t: i64, f: impl Fn(f64) -> f64) -> Vec<VSample> {
     v.into_iter()
+        .filter(|s| s.hist.is_none())
         .map(|s| VSample {
             value: f(s.value),
             ts: t,

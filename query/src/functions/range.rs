@@ -6,6 +6,7 @@ use fleetwatch_model::Sample;
 use promql_parser::parser::Expr;
 
 use super::label::absent_labels;
+use super::range_hist;
 use crate::annotations::{invalid_quantile, possible_non_counter};
 use crate::error::{QueryError, Result};
 use crate::eval::{Evaluator, RangeArg};
@@ -87,7 +88,7 @@ pub(super) fn call(ev: &Evaluator, name: &str, args: &[&Expr], t: i64) -> Result
         for s in arg
             .series
             .iter()
-            .filter(|s| !s.samples.is_empty() && !s.drop_name)
+            .filter(|s| !s.samples.is_empty() && s.histograms.is_empty() && !s.drop_name)
         {
             ev.memo_hash(node, &s.labels, |l| {
                 if let Some(i) = l.metric_name().and_then(possible_non_counter) {
@@ -99,14 +100,33 @@ pub(super) fn call(ev: &Evaluator, name: &str, args: &[&Expr], t: i64) -> Result
     }
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
+        let drop_name = s.drop_name || !keep_name;
+        if !s.histograms.is_empty() && range_hist::handles(name) {
+            let sample = match range_hist::eval_one(ev, name, s, &arg) {
+                Some(range_hist::Output::Float(v)) => VSample::new(s.labels.clone(), v, t),
+                Some(range_hist::Output::Histogram(h)) => {
+                    VSample::histogram(s.labels.clone(), h, t)
+                }
+                None => continue,
+            };
+            out.push(VSample {
+                drop_name,
+                ..sample
+            });
+            continue;
+        }
+        if !s.histograms.is_empty() && !s.samples.is_empty() {
+            ev.info(format!(
+                "ignored histograms in a range containing both floats and histograms for metric name {:?}",
+                s.labels.metric_name().unwrap_or("")
+            ));
+        }
         let Some(value) = eval_one(name, &s.samples, &arg, t, p0, p1) else {
             continue;
         };
         out.push(VSample {
-            labels: s.labels.clone(),
-            value,
-            ts: t,
-            drop_name: s.drop_name || !keep_name,
+            drop_name,
+            ..VSample::new(s.labels.clone(), value, t)
         });
     }
     Ok(Value::Vector(out))
