@@ -9,6 +9,7 @@ mod e2e {
     pub mod crash;
     pub mod dashboards;
     pub mod demo;
+    pub mod deploy;
     pub mod differential;
     pub mod federate;
     pub mod grafana;
