@@ -6,6 +6,7 @@ pub mod health;
 pub mod meta;
 pub mod query;
 pub mod read;
+pub mod render;
 pub mod write;
 
 /// The current time in Unix milliseconds.

@@ -5,22 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::Json;
-use fleetwatch_model::exposition::format_value;
+use axum::response::Response;
 use fleetwatch_model::Labels;
-use fleetwatch_query::{Engine, EngineOptions, QueryError, QueryValue, MAX_POINTS_PER_SERIES};
+use fleetwatch_query::{Engine, EngineOptions, QueryError, MAX_POINTS_PER_SERIES};
 use serde_json::{json, Map, Value};
+
+use super::render::query_response;
 
 use super::now_ms;
 use crate::error::{ApiError, ErrorType};
 use crate::hub::AppState;
-use crate::params::{ms_to_secs, Params};
+use crate::params::Params;
 
 /// `GET|POST /api/v1/query`.
 pub async fn instant(
     State(state): State<Arc<AppState>>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let result = run_instant(&state, &params).await;
     state.metrics.count_query("query", outcome(&result));
     result
@@ -30,13 +31,13 @@ pub async fn instant(
 pub async fn range(
     State(state): State<Arc<AppState>>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let result = run_range(&state, &params).await;
     state.metrics.count_query("query_range", outcome(&result));
     result
 }
 
-fn outcome(r: &Result<Json<Value>, ApiError>) -> &'static str {
+fn outcome(r: &Result<Response, ApiError>) -> &'static str {
     match r {
         Ok(_) => "success",
         Err(e) => match e.kind {
@@ -81,7 +82,7 @@ fn engine_error(e: QueryError) -> ApiError {
     }
 }
 
-async fn run_instant(state: &Arc<AppState>, params: &Params) -> Result<Json<Value>, ApiError> {
+async fn run_instant(state: &Arc<AppState>, params: &Params) -> Result<Response, ApiError> {
     let query = query_param(params)?;
     let time = params.time_or("time", now_ms())?;
     let engine = engine_for(state, params)?;
@@ -91,10 +92,10 @@ async fn run_instant(state: &Arc<AppState>, params: &Params) -> Result<Json<Valu
             .await
             .map_err(ApiError::internal)?
             .map_err(engine_error)?;
-    Ok(Json(success(render_value(&value))))
+    Ok(query_response(&value))
 }
 
-async fn run_range(state: &Arc<AppState>, params: &Params) -> Result<Json<Value>, ApiError> {
+async fn run_range(state: &Arc<AppState>, params: &Params) -> Result<Response, ApiError> {
     let query = query_param(params)?;
     let start = params
         .get("start")
@@ -130,7 +131,7 @@ async fn run_range(state: &Arc<AppState>, params: &Params) -> Result<Json<Value>
     .await
     .map_err(ApiError::internal)?
     .map_err(engine_error)?;
-    Ok(Json(success(render_value(&value))))
+    Ok(query_response(&value))
 }
 
 /// Wraps `data` in the success envelope.
@@ -145,45 +146,4 @@ pub fn labels_json(labels: &Labels) -> Value {
         m.insert(l.name.clone(), Value::String(l.value.clone()));
     }
     Value::Object(m)
-}
-
-fn point(ts_ms: i64, v: f64) -> Value {
-    json!([ms_to_secs(ts_ms), format_value(v)])
-}
-
-/// Renders a query value as Prometheus's `data` object.
-pub fn render_value(value: &QueryValue) -> Value {
-    match value {
-        QueryValue::Scalar {
-            timestamp_ms,
-            value,
-        } => json!({"resultType": "scalar", "result": point(*timestamp_ms, *value)}),
-        QueryValue::String {
-            timestamp_ms,
-            value,
-        } => {
-            json!({"resultType": "string", "result": [ms_to_secs(*timestamp_ms), value]})
-        }
-        QueryValue::Vector(samples) => {
-            let result: Vec<Value> = samples
-                .iter()
-                .map(|s| json!({"metric": labels_json(&s.labels), "value": point(s.timestamp_ms, s.value)}))
-                .collect();
-            json!({"resultType": "vector", "result": result})
-        }
-        QueryValue::Matrix(series) => {
-            let result: Vec<Value> = series
-                .iter()
-                .map(|s| {
-                    let values: Vec<Value> = s
-                        .samples
-                        .iter()
-                        .map(|p| point(p.timestamp_ms, p.value))
-                        .collect();
-                    json!({"metric": labels_json(&s.labels), "values": values})
-                })
-                .collect();
-            json!({"resultType": "matrix", "result": result})
-        }
-    }
 }
