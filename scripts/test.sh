@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fleetwatch test, on a fresh machine too: installs the real
-# peers the end-to-end tests use (Prometheus and promtool from Debian's
+# peers the end-to-end tests use (Prometheus, promtool and Alertmanager from Debian's
 # packages, pyarrow from PyPI) when they are missing, then checks formatting and lints and
 # runs the whole workspace's tests.
 set -euo pipefail
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 if ((${#missing[@]})); then
   echo "test.sh: installing peers: ${missing[*]}"
   sudo=""

@@ -39,6 +39,12 @@ pub enum RulesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run rule unit tests in promtool's format.
+    Test {
+        /// Unit-test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Flags of `fleetwatch aggregator`.
@@ -61,9 +67,10 @@ pub struct CollectorArgs {
     /// Collector config file (Prometheus-shaped YAML).
     #[arg(long)]
     pub config: PathBuf,
-    /// Directory for the collector's state.
-    #[arg(long = "data-dir", default_value = "./collector-data")]
-    pub data_dir: PathBuf,
+    /// Directory for the collector's state: its remote-write queues under
+    /// `queue/`. Overrides `storage.path`; default `./collector-data`.
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
     /// Address of the collector's own /metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1:9191")]
     pub listen: String,

@@ -1,9 +1,12 @@
 //! `fleetwatch demo`: a hub, three simulated KubeVirt clusters and their
 //! collectors in one process, on loopback, until Ctrl-C.
 
+mod webhook;
+
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use fleetwatch_aggregator::config::ReceiverConfig;
 use fleetwatch_aggregator::{Hub, HubConfig};
 use fleetwatch_collector::{Collector, CollectorConfig};
 use fleetwatch_simulator::{Scenario, Simulator, SimulatorOptions};
@@ -38,6 +41,18 @@ remote_write:
     )
 }
 
+/// The seed's alert rules, evaluated by the demo's hub.
+const SEED_RULES: &str = include_str!("../deploy/rules/multi-cluster-alerts.yaml");
+
+/// The demo's webhook receiver as the hub's config names it.
+fn webhook_receiver(addr: &str) -> Result<ReceiverConfig> {
+    let yaml = format!(
+        "name: demo-webhook\nurl: http://{addr}/\ngroup_by: [cluster, alertname]\n\
+         group_wait: 10s\ngroup_interval: 1m\nrepeat_interval: 1h\n"
+    );
+    serde_yaml::from_str(&yaml).context("demo webhook receiver config")
+}
+
 /// Waits (bounded) for one component to stop, logging how it ended.
 async fn join_component(name: &str, task: JoinHandle<Result<()>>) {
     match tokio::time::timeout(Duration::from_secs(15), task).await {
@@ -62,11 +77,33 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         )
     })?;
     let hub_addr = hub_listener.local_addr()?.to_string();
-    let config = HubConfig {
+    // The seed's rules, with alerts delivered to a webhook receiver that
+    // prints them.
+    let rules_dir = args.data_dir.join("rules");
+    std::fs::create_dir_all(&rules_dir)
+        .with_context(|| format!("cannot create {}", rules_dir.display()))?;
+    let rules_file = rules_dir.join("multi-cluster-alerts.yaml");
+    std::fs::write(&rules_file, SEED_RULES)
+        .with_context(|| format!("cannot write {}", rules_file.display()))?;
+    let webhook_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let webhook_addr = webhook_listener.local_addr()?.to_string();
+    let stop = shutdown.wait();
+    tasks.push((
+        "webhook receiver".to_string(),
+        tokio::spawn(async move {
+            Ok(axum::serve(webhook_listener, webhook::router())
+                .with_graceful_shutdown(stop)
+                .await?)
+        }),
+    ));
+    let mut config = HubConfig {
         listen: hub_addr.clone(),
         data_dir: args.data_dir.clone(),
+        rule_files: vec![rules_file.display().to_string()],
+        receivers: vec![webhook_receiver(&webhook_addr)?],
         ..HubConfig::default()
     };
+    config.global.evaluation_interval = Some(15_000);
     let hub = Hub::open(config).await?;
     // The hub stops last, so collectors can flush their queues into it.
     let (stop_hub, hub_stopped) = tokio::sync::watch::channel(false);
@@ -133,6 +170,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          \x20 curl -s 'http://{hub_addr}/api/v1/query' --data-urlencode 'query=count by (cluster) (kubevirt_vm_memory_usage_bytes)'\n\
          \x20 curl -s 'http://{hub_addr}/api/v1/query' --data-urlencode 'query=kubevirt_vm_memory_usage_bytes / kubevirt_vm_memory_available_bytes > 0.9'\n\
          \x20 curl -s 'http://{hub_addr}/api/v1/query' --data-urlencode 'query=sum by (cluster) (rate(kubevirt_vmi_cpu_usage_seconds_total[1m]))'\n\n\
+         The seed's rules (VMHighMemory, VMMigrationFailed, ClusterDown) run every 15 s:\n\
+         \x20 curl -s 'http://{hub_addr}/api/v1/alerts'    (pending and firing alerts)\n\
+         \x20 curl -s 'http://{hub_addr}/api/v1/rules'\n\
+         Firing and resolved alerts are printed here as the webhook receiver gets them ([webhook] lines).\n\n\
          Data is kept in {}. Press Ctrl-C to stop.\n",
         lines.join("\n"),
         args.scrape_interval,

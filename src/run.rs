@@ -19,7 +19,25 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Simulate(args) => simulate(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Rules(RulesCommand::Check { files }) => rules_check(&files),
+        Command::Rules(RulesCommand::Test { files }) => rules_test(&files),
     }
+}
+
+/// Runs rule unit tests like `promtool test rules`: one report per file,
+/// failing if any test fails.
+fn rules_test(files: &[std::path::PathBuf]) -> Result<()> {
+    let mut failed = 0;
+    for path in files {
+        let outcome = fleetwatch_rules::unittest::run_file(path);
+        println!("{}", outcome.report);
+        if !outcome.passed {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} rule test files failed", files.len());
+    }
+    Ok(())
 }
 
 /// Checks rule files like `promtool check rules`: one report per file,
@@ -123,11 +141,16 @@ async fn collector(args: CollectorArgs) -> Result<()> {
         println!("{}: config is valid", args.config.display());
         return Ok(());
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let collector = Collector::new(config)?;
+    let data_dir = args
+        .data_dir
+        .or_else(|| config.storage.path.clone())
+        .unwrap_or_else(|| std::path::PathBuf::from("./collector-data"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let collector = Collector::open(config, Some(&data_dir))?.with_config_path(args.config.clone());
     let listener = bind(&args.listen).await?;
     let shutdown = Shutdown::on_signals();
+    reload_on_sighup(collector.reload_handle());
     let router = collector.metrics_router();
     let stop = shutdown.wait();
     let http = tokio::spawn(async move {
@@ -138,6 +161,27 @@ async fn collector(args: CollectorArgs) -> Result<()> {
     collector.run(shutdown.wait()).await?;
     http.await??;
     Ok(())
+}
+
+/// Reloads the collector's config on every SIGHUP (Unix only).
+fn reload_on_sighup(handle: fleetwatch_collector::ReloadHandle) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; use POST /-/reload");
+            return;
+        };
+        // Ends with the process.
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            if let Err(e) = handle.reload().await {
+                tracing::error!(error = %e, "config reload failed");
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(handle);
 }
 
 async fn simulate(args: SimulateArgs) -> Result<()> {

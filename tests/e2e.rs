@@ -3,8 +3,15 @@
 //! binary so the suite links once.
 
 mod e2e {
+    pub mod alerting;
+    pub mod alerting_support;
     pub mod bad_input;
     pub mod cli;
+    pub mod collector_crash;
+    pub mod collector_faults;
+    pub mod collector_identity;
+    pub mod collector_outage;
+    pub mod collector_queue_support;
     pub mod corruption;
     pub mod crash;
     pub mod dashboards;
@@ -13,8 +20,10 @@ mod e2e {
     pub mod differential;
     pub mod federate;
     pub mod grafana;
+    pub mod logs;
     pub mod peers;
     pub mod pipeline;
     pub mod restart;
+    pub mod rules_test;
     pub mod support;
 }

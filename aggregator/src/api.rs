@@ -3,10 +3,12 @@
 pub mod admin;
 pub mod federate;
 pub mod health;
+pub mod loki;
 pub mod meta;
 pub mod query;
 pub mod read;
 pub mod render;
+pub mod rules;
 pub mod write;
 
 /// The current time in Unix milliseconds.

@@ -33,11 +33,16 @@ pub struct AppState {
     pub config: HubConfig,
     /// True once storage is open and serving.
     pub ready: AtomicBool,
+    /// The log store (Loki push and LogQL).
+    pub logs: Arc<fleetwatch_storage::logs::LogStore>,
+    /// Rule evaluation (none without `rule_files`).
+    pub rules: Option<Arc<fleetwatch_rules::RuleManager>>,
 }
 
 /// A running hub's handle.
 pub struct Hub {
     state: Arc<AppState>,
+    rule_setup: Option<rules::RuleSetup>,
 }
 
 impl Hub {
@@ -79,6 +84,8 @@ impl Hub {
                 .unwrap_or(defaults.timeout),
         };
         let metadata = MetadataStore::open(&config.data_dir);
+        let logs = Arc::new(api::loki::open_store(&config)?);
+        let rule_setup = rules::setup(&config, &engine)?;
         Ok(Self {
             state: Arc::new(AppState {
                 db,
@@ -87,13 +94,36 @@ impl Hub {
                 metadata,
                 config,
                 ready: AtomicBool::new(true),
+                logs,
+                rules: rule_setup.as_ref().map(|r| Arc::clone(&r.manager)),
             }),
+            rule_setup,
         })
     }
 
     /// The shared state (for tests and embedding).
     pub fn state(&self) -> Arc<AppState> {
         Arc::clone(&self.state)
+    }
+
+    /// Starts rule evaluation and the notifiers; returns their tasks.
+    fn start_rules(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(setup) = &self.rule_setup else {
+            return Vec::new();
+        };
+        let mut tasks = Vec::new();
+        if let Some(am) = &setup.alertmanager {
+            tasks.push(am.spawn());
+        }
+        for w in &setup.webhooks {
+            tasks.push(w.spawn());
+        }
+        let db = Arc::clone(&self.state.db);
+        tasks.extend(setup.manager.start(
+            db.clone() as Arc<dyn fleetwatch_storage::Queryable>,
+            Arc::new(rules::HeadAppender(db)),
+        ));
+        tasks
     }
 
     /// The router with every endpoint.
@@ -111,14 +141,20 @@ impl Hub {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %self.state.config.data_dir.display(), "hub listening");
         let maintenance = tokio::spawn(maintenance_loop(Arc::clone(&self.state)));
+        let rule_tasks = self.start_rules();
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await?;
         maintenance.abort();
+        for t in rule_tasks {
+            t.abort();
+        }
         self.state.ready.store(false, Ordering::Relaxed);
         persist_metadata(&self.state).await;
         let db = Arc::clone(&self.state.db);
         let _ = tokio::task::spawn_blocking(move || db.close()).await;
+        let logs = Arc::clone(&self.state.logs);
+        let _ = tokio::task::spawn_blocking(move || logs.close()).await;
         tracing::info!("hub stopped");
         Ok(())
     }
@@ -193,15 +229,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/query_exemplars",
             get(api::meta::exemplars).post(api::meta::exemplars),
         )
+        .route("/api/v1/rules", get(api::rules::rules))
+        .route("/api/v1/alerts", get(api::rules::alerts))
         .route("/api/v1/status/buildinfo", get(api::meta::buildinfo))
         .route("/api/v1/status/flags", get(api::meta::flags))
         .route("/api/v1/admin/tsdb/flush", post(api::admin::flush))
         .route("/-/healthy", get(api::health::healthy))
         .route("/-/ready", get(api::health::ready))
+        .merge(api::loki::routes())
         .route("/metrics", get(api::health::metrics))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
+
+mod rules;
 
 #[cfg(test)]
 mod tests;

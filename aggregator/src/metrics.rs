@@ -18,6 +18,8 @@ pub struct HubMetrics {
     pub write_rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Queries answered, by endpoint and outcome.
     pub queries: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Loki push counters.
+    pub logs: crate::api::loki::LogMetrics,
 }
 
 impl HubMetrics {
@@ -261,6 +263,7 @@ impl HubMetrics {
                 ),
             ],
         );
+        self.logs.render(&mut out);
         process_metrics(&mut out);
         out
     }

@@ -1,15 +1,19 @@
 //! The collector's YAML config, in Prometheus's shapes and with Prometheus's
 //! defaults: `global`, `scrape_configs` and `remote_write`.
 
+mod bytesize;
 mod duration;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use bytesize::ByteSize;
 pub use duration::PromDuration;
+
+pub use crate::relabel::{RelabelAction, RelabelConfig};
 
 use crate::CollectorError;
 
@@ -26,6 +30,33 @@ pub struct CollectorConfig {
     /// Where scraped samples are shipped.
     #[serde(default)]
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// Where the remote-write queues live on disk.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// The `storage` section: the disk-backed remote-write queues.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The collector's data directory; each endpoint queues under
+    /// `<path>/queue/<name>`. The `--data-dir` flag overrides it. Without
+    /// either (library use), queues are in memory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The disk budget of all queues together (default `1GB`), split evenly
+    /// between the endpoints. When a queue is full its oldest data is dropped.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            max_bytes: default_max_bytes(),
+        }
+    }
 }
 
 /// The `global` section.
@@ -104,9 +135,28 @@ pub struct ScrapeConfig {
     /// When true (default), timestamps exposed by the target are kept.
     #[serde(default = "default_true")]
     pub honor_timestamps: bool,
+    /// When false (default), an external label replaces a different value
+    /// of the same label on a series, and the series' value is kept as
+    /// `exported_<name>`; when true, the series' value wins and the external
+    /// label is only added where the series has none.
+    #[serde(default)]
+    pub honor_external_labels: bool,
     /// Fixed lists of targets.
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
+    /// Files listing target groups, re-read when they change.
+    #[serde(default)]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Rules applied to each target's labels before scraping (with
+    /// `__address__`, `__scheme__`, `__metrics_path__`, `__param_<name>`,
+    /// `__scrape_interval__`, `__scrape_timeout__`; labels starting with
+    /// `__` are removed afterwards).
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// Rules applied to each scraped series (after target labels are
+    /// merged, before external labels).
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
 }
 
 impl ScrapeConfig {
@@ -125,8 +175,24 @@ impl ScrapeConfig {
     }
 }
 
-/// One entry of `static_configs`.
+/// One entry of `file_sd_configs`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSdConfig {
+    /// Files (YAML or JSON); the last path component may use `*` and `?`.
+    pub files: Vec<String>,
+    /// Re-read files at least this often even if they look unchanged
+    /// (default `5m`); changed files are noticed within seconds.
+    #[serde(default = "default_refresh_interval")]
+    pub refresh_interval: PromDuration,
+}
+
+fn default_refresh_interval() -> PromDuration {
+    PromDuration::from_secs(300)
+}
+
+/// One entry of `static_configs`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
     /// Target addresses as `host:port`.
@@ -143,12 +209,39 @@ pub struct StaticConfig {
 pub struct RemoteWriteConfig {
     /// The endpoint, e.g. `http://hub:9190/api/v1/write`.
     pub url: String,
+    /// A name for the endpoint, unique among the endpoints; names its queue
+    /// directory (default: derived from the URL). `[A-Za-z0-9_-]+`.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Timeout of one request (default `30s`).
     #[serde(default = "default_remote_timeout")]
     pub remote_timeout: PromDuration,
     /// Queueing and batching.
     #[serde(default)]
     pub queue_config: QueueConfig,
+    /// Rules applied to every series sent to this endpoint (after the
+    /// external labels).
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+}
+
+impl RemoteWriteConfig {
+    /// The name of the endpoint's queue directory: `name` if set, else
+    /// `url-` and a stable hash of the URL.
+    pub fn queue_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                // FNV-1a: stable across runs and builds.
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in self.url.as_bytes() {
+                    h ^= u64::from(*b);
+                    h = h.wrapping_mul(0x0000_0100_0000_01b3);
+                }
+                format!("url-{h:016x}")
+            }
+        }
+    }
 }
 
 /// `remote_write[].queue_config`.
@@ -156,7 +249,8 @@ pub struct RemoteWriteConfig {
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// Samples held in memory for this endpoint before scraping waits
-    /// (default 10000).
+    /// (default 10000). Only for in-memory queues; a disk queue is bounded
+    /// by `storage.max_bytes`.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
     /// Most samples in one request (default 2000).
@@ -171,6 +265,12 @@ pub struct QueueConfig {
     /// Longest retry delay (default `5s`).
     #[serde(default = "default_max_backoff")]
     pub max_backoff: PromDuration,
+    /// Fewest concurrent senders (default 1).
+    #[serde(default = "default_min_shards")]
+    pub min_shards: usize,
+    /// Most concurrent senders when a backlog builds up (default 8).
+    #[serde(default = "default_max_shards")]
+    pub max_shards: usize,
 }
 
 impl Default for QueueConfig {
@@ -181,6 +281,8 @@ impl Default for QueueConfig {
             batch_send_deadline: default_batch_send_deadline(),
             min_backoff: default_min_backoff(),
             max_backoff: default_max_backoff(),
+            min_shards: default_min_shards(),
+            max_shards: default_max_shards(),
         }
     }
 }
@@ -214,6 +316,15 @@ fn default_min_backoff() -> PromDuration {
 }
 fn default_max_backoff() -> PromDuration {
     PromDuration::from_secs(5)
+}
+fn default_min_shards() -> usize {
+    1
+}
+fn default_max_shards() -> usize {
+    8
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize(1 << 30)
 }
 
 impl CollectorConfig {

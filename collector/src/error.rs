@@ -51,6 +51,9 @@ pub enum CollectorError {
         /// Why it failed.
         reason: String,
     },
+    /// A remote-write queue could not be opened or written.
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
     /// A background task ended abnormally.
     #[error("collector task {task} failed: {reason}")]
     Task {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use fleetwatch_model::exposition::{write_help_line, write_sample_line, write_type_line};
@@ -31,10 +31,19 @@ pub struct JobMetrics {
 pub struct EndpointMetrics {
     /// Samples acknowledged by the endpoint.
     pub samples_sent: AtomicU64,
-    /// Samples dropped because the endpoint answered with a 4xx.
-    pub samples_failed_4xx: AtomicU64,
-    /// Samples dropped because of another non-retryable answer.
-    pub samples_failed_other: AtomicU64,
+    /// Batches and samples dropped because the endpoint rejected them for
+    /// good, by reason (`http_400`, ...).
+    failed: Mutex<BTreeMap<String, FailedCount>>,
+    /// Samples the disk queue dropped (oldest first) to stay in its budget.
+    pub queue_dropped_disk_budget: AtomicU64,
+    /// Samples lost to a corrupt queue record.
+    pub queue_dropped_corrupt: AtomicU64,
+    /// Samples that could not be written to the queue (I/O error).
+    pub queue_dropped_io: AtomicU64,
+    /// Bytes of queue segments on disk.
+    pub queue_bytes: AtomicU64,
+    /// Shards sending to the endpoint now.
+    pub shards: AtomicU64,
     /// Samples re-sent after a retryable failure (counted per attempt).
     pub samples_retried: AtomicU64,
     /// Samples queued or in flight.
@@ -52,8 +61,12 @@ impl Default for EndpointMetrics {
     fn default() -> Self {
         Self {
             samples_sent: AtomicU64::new(0),
-            samples_failed_4xx: AtomicU64::new(0),
-            samples_failed_other: AtomicU64::new(0),
+            failed: Mutex::new(BTreeMap::new()),
+            queue_dropped_disk_budget: AtomicU64::new(0),
+            queue_dropped_corrupt: AtomicU64::new(0),
+            queue_dropped_io: AtomicU64::new(0),
+            queue_bytes: AtomicU64::new(0),
+            shards: AtomicU64::new(0),
             samples_retried: AtomicU64::new(0),
             samples_pending: AtomicI64::new(0),
             last_send_success_ms: AtomicI64::new(0),
@@ -64,7 +77,32 @@ impl Default for EndpointMetrics {
     }
 }
 
+/// Batches and samples dropped for one reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FailedCount {
+    /// Batches dropped.
+    pub batches: u64,
+    /// Samples in them.
+    pub samples: u64,
+}
+
 impl EndpointMetrics {
+    /// Counts one batch of `samples` dropped for `reason` (e.g. `http_400`).
+    pub fn record_failure(&self, reason: &str, samples: u64) {
+        let mut f = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = f.entry(reason.to_string()).or_default();
+        c.batches += 1;
+        c.samples += samples;
+    }
+
+    /// The dropped batches and samples by reason.
+    pub fn failures(&self) -> BTreeMap<String, FailedCount> {
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Records the duration of one request.
     pub fn observe_request(&self, d: Duration) {
         let secs = d.as_secs_f64();
@@ -83,7 +121,7 @@ impl EndpointMetrics {
 /// All of the collector's own metrics.
 #[derive(Debug, Default)]
 pub struct CollectorMetrics {
-    jobs: BTreeMap<String, Arc<JobMetrics>>,
+    jobs: Mutex<BTreeMap<String, Arc<JobMetrics>>>,
     endpoints: BTreeMap<String, Arc<EndpointMetrics>>,
     /// External labels that replaced a different value on a series.
     pub external_label_overrides: AtomicU64,
@@ -99,10 +137,11 @@ impl CollectorMetrics {
         urls: impl IntoIterator<Item = &'a str>,
     ) -> Self {
         Self {
-            jobs: jobs
-                .into_iter()
-                .map(|j| (j.to_string(), Arc::new(JobMetrics::default())))
-                .collect(),
+            jobs: Mutex::new(
+                jobs.into_iter()
+                    .map(|j| (j.to_string(), Arc::new(JobMetrics::default())))
+                    .collect(),
+            ),
             endpoints: urls
                 .into_iter()
                 .map(|u| (u.to_string(), Arc::new(EndpointMetrics::default())))
@@ -111,9 +150,11 @@ impl CollectorMetrics {
         }
     }
 
-    /// The counters of `job` (a fresh, unregistered set for an unknown job).
+    /// The counters of `job`, registering a job seen for the first time
+    /// (after a config reload).
     pub fn job(&self, job: &str) -> Arc<JobMetrics> {
-        self.jobs.get(job).cloned().unwrap_or_default()
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(jobs.entry(job.to_string()).or_default())
     }
 
     /// The counters of the endpoint `url` (a fresh, unregistered set for an
@@ -125,11 +166,18 @@ impl CollectorMetrics {
     /// Renders every metric in the text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let jobs: Vec<(String, Arc<JobMetrics>)> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
         let job_counter =
             |out: &mut String, name: &str, help: &str, get: &dyn Fn(&JobMetrics) -> u64| {
                 write_help_line(out, name, help);
                 write_type_line(out, name, "counter");
-                for (job, m) in &self.jobs {
+                for (job, m) in &jobs {
                     let l = Labels::from_pairs([("__name__", name), ("job", job.as_str())]);
                     write_sample_line(out, &l, get(m) as f64, None);
                 }
@@ -200,17 +248,34 @@ impl CollectorMetrics {
             &|m| m.last_send_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         );
 
-        let name = "fleetwatch_collector_samples_failed_total";
+        ep_metric(
+            &mut out,
+            "fleetwatch_collector_queue_bytes",
+            "gauge",
+            "Bytes of the endpoint's disk queue.",
+            &|m| m.queue_bytes.load(Ordering::Relaxed) as f64,
+        );
+        ep_metric(
+            &mut out,
+            "fleetwatch_collector_remote_write_shards",
+            "gauge",
+            "Shards sending to the remote-write endpoint.",
+            &|m| m.shards.load(Ordering::Relaxed) as f64,
+        );
+        self.render_failures(&mut out);
+
+        let name = "fleetwatch_collector_queue_dropped_samples_total";
         write_help_line(
             &mut out,
             name,
-            "Samples dropped because the endpoint rejected them.",
+            "Samples the queue dropped before sending: disk_budget (oldest data first), corrupt, io_error.",
         );
         write_type_line(&mut out, name, "counter");
         for (url, m) in &self.endpoints {
             for (reason, v) in [
-                ("http_4xx", &m.samples_failed_4xx),
-                ("http_other", &m.samples_failed_other),
+                ("corrupt", &m.queue_dropped_corrupt),
+                ("disk_budget", &m.queue_dropped_disk_budget),
+                ("io_error", &m.queue_dropped_io),
             ] {
                 let l = Labels::from_pairs([
                     ("__name__", name),
@@ -249,6 +314,39 @@ impl CollectorMetrics {
 
         self.render_durations(&mut out);
         out
+    }
+
+    fn render_failures(&self, out: &mut String) {
+        let failures: Vec<(&String, BTreeMap<String, FailedCount>)> = self
+            .endpoints
+            .iter()
+            .map(|(url, m)| (url, m.failures()))
+            .collect();
+        for (name, help, get) in [
+            (
+                "fleetwatch_collector_samples_failed_total",
+                "Samples dropped because the endpoint rejected them for good, by reason (http_<status>).",
+                (|c: &FailedCount| c.samples) as fn(&FailedCount) -> u64,
+            ),
+            (
+                "fleetwatch_collector_batches_failed_total",
+                "Batches dropped because the endpoint rejected them for good, by reason (http_<status>).",
+                |c: &FailedCount| c.batches,
+            ),
+        ] {
+            write_help_line(out, name, help);
+            write_type_line(out, name, "counter");
+            for (url, by_reason) in &failures {
+                for (reason, c) in by_reason {
+                    let l = Labels::from_pairs([
+                        ("__name__", name),
+                        ("reason", reason.as_str()),
+                        ("url", url.as_str()),
+                    ]);
+                    write_sample_line(out, &l, get(c) as f64, None);
+                }
+            }
+        }
     }
 
     fn render_durations(&self, out: &mut String) {

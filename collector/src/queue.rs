@@ -1,17 +1,34 @@
-//! The queue between the scrape loops and one remote-write sender.
+//! The queue between the scrape loops and one remote-write endpoint.
 //!
-//! [`SampleQueue`] is the boundary: today [`MemoryQueue`] (bounded, in
-//! memory, applies backpressure to the scrape loops when full); a
-//! disk-backed queue can implement the same trait later.
+//! Scrape loops [`Backlog::append`] one record per scrape; the endpoint's
+//! dispatcher takes records in order with [`Backlog::next`] and, once every
+//! sample of a record and of all records before it has been acknowledged
+//! (or dropped for good), calls [`Backlog::commit`] with the record's end.
+//!
+//! Two kinds: [`DiskQueue`] (segment files in the collector's data
+//! directory; survives restarts and hub outages, bounded by a byte budget
+//! that drops the oldest data) and [`MemoryQueue`] (bounded, in memory,
+//! applies backpressure; used when no data directory is configured).
 
-use std::collections::VecDeque;
-use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+pub mod codec;
+pub mod disk;
+pub mod memory;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fleetwatch_model::{Labels, Sample};
-use tokio::sync::{Notify, Semaphore};
-use tokio::time::Instant;
+
+use crate::metrics::EndpointMetrics;
+
+pub use disk::{DiskOptions, DiskQueue};
+pub use memory::MemoryQueue;
+
+/// How often [`Backlog::next`] looks for new records on disk while waiting,
+/// in case an append notification was missed.
+const DISK_POLL: Duration = Duration::from_millis(250);
 
 /// One sample of one series, waiting to be shipped.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,191 +40,135 @@ pub struct QueuedSample {
     pub sample: Sample,
 }
 
-/// A FIFO of samples with backpressure. Samples are taken in the order
-/// they were pushed, so the samples of a series stay in order.
-pub trait SampleQueue: Send + Sync + 'static {
-    /// Appends `samples`, waiting while the queue is full. Never drops.
-    fn push(&self, samples: Vec<QueuedSample>) -> impl Future<Output = ()> + Send;
-
-    /// Takes up to `max` samples: returns as soon as `max` are queued, or
-    /// when `deadline` has passed with whatever is queued (maybe nothing).
-    /// Cancel-safe: if the future is dropped, no sample is lost.
-    fn pop_batch(
-        &self,
-        max: usize,
-        deadline: Duration,
-    ) -> impl Future<Output = Vec<QueuedSample>> + Send;
-
-    /// Takes up to `max` samples without waiting.
-    fn try_pop(&self, max: usize) -> Vec<QueuedSample>;
-
-    /// Samples queued now.
-    fn len(&self) -> usize;
-
-    /// True when nothing is queued.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// A place in a disk queue: a segment and a byte offset in it. Ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// The segment number.
+    pub segment: u64,
+    /// The byte offset inside the segment.
+    pub offset: u64,
 }
 
-/// A bounded in-memory [`SampleQueue`].
+/// One record taken from a queue: the samples of one scrape (or a part
+/// of one) and where the record ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The samples, in scrape order.
+    pub samples: Vec<QueuedSample>,
+    /// The position just after this record (commit it once delivered).
+    pub end: Position,
+}
+
+/// Errors of the disk queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// A file operation failed.
+    #[error("queue: cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking queue operation could not run.
+    #[error("queue: background task failed: {reason}")]
+    Task {
+        /// The join error.
+        reason: String,
+    },
+}
+
+/// The queue of one endpoint: on disk or in memory.
 #[derive(Debug)]
-pub struct MemoryQueue {
-    items: Mutex<VecDeque<QueuedSample>>,
-    /// One permit per free slot.
-    space: Semaphore,
-    /// Signalled when samples are pushed (single consumer).
-    data: Notify,
-    capacity: usize,
+pub enum Backlog {
+    /// Bounded, in memory.
+    Memory(MemoryQueue),
+    /// Durable, in a directory.
+    Disk(Arc<DiskQueue>),
 }
 
-impl MemoryQueue {
-    /// A queue holding at most `capacity` samples (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.clamp(1, u32::MAX as usize);
-        Self {
-            items: Mutex::new(VecDeque::with_capacity(capacity.min(65_536))),
-            space: Semaphore::new(capacity),
-            data: Notify::new(),
-            capacity,
-        }
-    }
-
-    /// The most samples held at once.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    fn lock(&self) -> MutexGuard<'_, VecDeque<QueuedSample>> {
-        // The lock is never held across a panic point that leaves the deque
-        // inconsistent, so a poisoned lock is still usable.
-        self.items.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn take(&self, max: usize) -> Vec<QueuedSample> {
-        let batch: Vec<QueuedSample> = {
-            let mut q = self.lock();
-            let n = q.len().min(max);
-            q.drain(..n).collect()
-        };
-        if !batch.is_empty() {
-            self.space.add_permits(batch.len());
-        }
-        batch
-    }
-}
-
-impl SampleQueue for MemoryQueue {
-    async fn push(&self, samples: Vec<QueuedSample>) {
-        let mut rest = samples.into_iter().peekable();
-        while rest.peek().is_some() {
-            let chunk: Vec<QueuedSample> = rest.by_ref().take(self.capacity).collect();
-            // `capacity` fits in u32 (clamped in `new`).
-            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-            match self.space.acquire_many(n).await {
-                Ok(permit) => permit.forget(),
-                // The semaphore is never closed.
-                Err(_) => return,
+impl Backlog {
+    /// Appends one scrape's samples. On disk, returns once they are fsynced
+    /// (or failed); in memory, waits while the queue is full. Counts them
+    /// into `metrics`' pending gauge.
+    pub async fn append(
+        &self,
+        samples: Vec<QueuedSample>,
+        metrics: &EndpointMetrics,
+    ) -> Result<(), QueueError> {
+        let n = i64::try_from(samples.len()).unwrap_or(i64::MAX);
+        match self {
+            Backlog::Memory(q) => {
+                metrics.samples_pending.fetch_add(n, Ordering::Relaxed);
+                q.append(samples).await;
+                Ok(())
             }
-            self.lock().extend(chunk);
-            self.data.notify_one();
-        }
-    }
-
-    async fn pop_batch(&self, max: usize, deadline: Duration) -> Vec<QueuedSample> {
-        let max = max.max(1);
-        let until = Instant::now() + deadline;
-        loop {
-            let notified = self.data.notified();
-            if self.lock().len() >= max || Instant::now() >= until {
-                return self.take(max);
-            }
-            tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep_until(until) => return self.take(max),
+            Backlog::Disk(q) => {
+                let q = Arc::clone(q);
+                tokio::task::spawn_blocking(move || q.append_blocking(&samples))
+                    .await
+                    .map_err(|e| QueueError::Task {
+                        reason: e.to_string(),
+                    })??;
+                metrics.samples_pending.fetch_add(n, Ordering::Relaxed);
+                Ok(())
             }
         }
     }
 
-    fn try_pop(&self, max: usize) -> Vec<QueuedSample> {
-        self.take(max.max(1))
-    }
-
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn s(i: i64) -> QueuedSample {
-        QueuedSample {
-            labels: Arc::new(Labels::from_pairs([("__name__", "m")])),
-            sample: Sample::new(i, i as f64),
+    /// The next record, waiting at most `wait` for one (`None` if there
+    /// is none by then).
+    pub async fn next(&self, wait: Duration) -> Result<Option<Record>, QueueError> {
+        match self {
+            Backlog::Memory(q) => Ok(q.next(wait).await),
+            Backlog::Disk(q) => {
+                let until = tokio::time::Instant::now() + wait;
+                // Bounded by `wait`.
+                loop {
+                    let appended = q.appended().notified();
+                    let q2 = Arc::clone(q);
+                    let r = tokio::task::spawn_blocking(move || q2.read_blocking())
+                        .await
+                        .map_err(|e| QueueError::Task {
+                            reason: e.to_string(),
+                        })??;
+                    let now = tokio::time::Instant::now();
+                    if r.is_some() || now >= until {
+                        return Ok(r);
+                    }
+                    // Woken by the next append; polling is only a fallback.
+                    tokio::select! {
+                        _ = appended => {}
+                        _ = tokio::time::sleep(DISK_POLL.min(until - now)) => {}
+                    }
+                }
+            }
         }
     }
 
-    fn ts(v: &[QueuedSample]) -> Vec<i64> {
-        v.iter().map(|x| x.sample.timestamp_ms).collect()
-    }
-
-    #[tokio::test]
-    async fn batches_in_order() {
-        let q = MemoryQueue::new(10);
-        q.push((0..5).map(s).collect()).await;
-        assert_eq!(q.len(), 5);
-        let b = q.pop_batch(3, Duration::from_secs(5)).await;
-        assert_eq!(ts(&b), [0, 1, 2]);
-        let b = q.pop_batch(3, Duration::from_millis(20)).await;
-        assert_eq!(ts(&b), [3, 4], "deadline returns a partial batch");
-        let b = q.pop_batch(3, Duration::from_millis(20)).await;
-        assert!(b.is_empty());
-    }
-
-    #[tokio::test]
-    async fn full_queue_applies_backpressure() {
-        let q = Arc::new(MemoryQueue::new(4));
-        let q2 = Arc::clone(&q);
-        let producer = tokio::spawn(async move { q2.push((0..10).map(s).collect()).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(q.len(), 4, "producer waits for space");
-        assert!(!producer.is_finished());
-        let mut got = Vec::new();
-        while got.len() < 10 {
-            let b = tokio::time::timeout(
-                Duration::from_secs(5),
-                q.pop_batch(3, Duration::from_millis(50)),
-            )
-            .await
-            .expect("pop in time");
-            got.extend(b);
+    /// Marks everything up to `end` as delivered (a no-op in memory).
+    pub async fn commit(&self, end: Position) -> Result<(), QueueError> {
+        match self {
+            Backlog::Memory(_) => Ok(()),
+            Backlog::Disk(q) => {
+                let q = Arc::clone(q);
+                tokio::task::spawn_blocking(move || q.commit_blocking(end))
+                    .await
+                    .map_err(|e| QueueError::Task {
+                        reason: e.to_string(),
+                    })?
+            }
         }
-        assert_eq!(
-            ts(&got),
-            (0..10).collect::<Vec<_>>(),
-            "nothing dropped, order kept"
-        );
-        tokio::time::timeout(Duration::from_secs(5), producer)
-            .await
-            .expect("producer finished")
-            .expect("producer ok");
     }
 
-    #[tokio::test]
-    async fn pop_wakes_when_batch_fills() {
-        let q = Arc::new(MemoryQueue::new(100));
-        let q2 = Arc::clone(&q);
-        let consumer = tokio::spawn(async move { q2.pop_batch(2, Duration::from_secs(30)).await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        q.push(vec![s(1)]).await;
-        q.push(vec![s(2)]).await;
-        let b = tokio::time::timeout(Duration::from_secs(5), consumer)
-            .await
-            .expect("woken before the deadline")
-            .expect("task ok");
-        assert_eq!(ts(&b), [1, 2]);
-        assert_eq!(q.try_pop(10), []);
+    /// Samples queued and not yet handed to a shard.
+    pub fn unread_samples(&self) -> u64 {
+        match self {
+            Backlog::Memory(q) => q.len() as u64,
+            Backlog::Disk(q) => q.unread_samples(),
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! Shipping queued samples to one remote-write 1.0 endpoint: batching,
-//! encoding, retrying.
+//! Shipping one batch to one remote-write 1.0 endpoint: encoding and
+//! retrying. Batching and sharding are in [`crate::shards`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -11,12 +11,11 @@ use fleetwatch_model::remote_write::{
     encode_write_request, SeriesSamples, CONTENT_TYPE_V1, VERSION_V1,
 };
 use fleetwatch_model::Labels;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{QueueConfig, RemoteWriteConfig};
 use crate::metrics::EndpointMetrics;
-use crate::queue::{QueuedSample, SampleQueue};
+use crate::queue::QueuedSample;
 
 /// The `User-Agent` of every request the collector makes.
 pub const USER_AGENT: &str = concat!("fleetwatch-collector/", env!("CARGO_PKG_VERSION"));
@@ -67,6 +66,21 @@ impl RemoteWriter {
             queue: cfg.queue_config.clone(),
             metrics,
         })
+    }
+
+    /// The endpoint's queue settings.
+    pub fn queue_config(&self) -> &QueueConfig {
+        &self.queue
+    }
+
+    /// The endpoint's URL.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// The endpoint's counters.
+    pub fn metrics(&self) -> &Arc<EndpointMetrics> {
+        &self.metrics
     }
 
     /// Sends one batch, retrying 5xx, 429 and network errors with capped
@@ -139,57 +153,14 @@ impl RemoteWriter {
                     .store(crate::scrape::unix_ms(SystemTime::now()), Ordering::Relaxed);
                 tracing::debug!(url = %self.url, samples = n, attempts = attempt, "remote write ok");
             }
-            BatchOutcome::Rejected { status } if (400..500).contains(&status) => {
-                self.metrics
-                    .samples_failed_4xx
-                    .fetch_add(n, Ordering::Relaxed);
-            }
-            BatchOutcome::Rejected { .. } => {
-                self.metrics
-                    .samples_failed_other
-                    .fetch_add(n, Ordering::Relaxed);
+            BatchOutcome::Rejected { status } => {
+                self.metrics.record_failure(&format!("http_{status}"), n);
             }
         }
         self.metrics
             .samples_pending
             .fetch_sub(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
         outcome
-    }
-}
-
-/// Takes batches from `queue` and sends them, one at a time (so the
-/// samples of a series stay in order), until `drain` turns true and the
-/// queue is empty.
-pub(crate) async fn run_sender<Q: SampleQueue>(
-    writer: RemoteWriter,
-    queue: Arc<Q>,
-    mut drain: watch::Receiver<bool>,
-) {
-    let max = writer.queue.max_samples_per_send;
-    let deadline = writer.queue.batch_send_deadline.as_duration();
-    let mut draining = false;
-    loop {
-        draining = draining || *drain.borrow();
-        let batch = if draining {
-            let b = queue.try_pop(max);
-            if b.is_empty() {
-                return;
-            }
-            b
-        } else {
-            tokio::select! {
-                b = queue.pop_batch(max, deadline) => b,
-                changed = drain.changed() => {
-                    if changed.is_err() {
-                        draining = true;
-                    }
-                    continue;
-                }
-            }
-        };
-        if !batch.is_empty() {
-            writer.send_batch(batch).await;
-        }
     }
 }
 

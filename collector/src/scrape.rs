@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fleetwatch_model::{Labels, Sample, STALE_NAN};
+use fleetwatch_model::{is_valid_metric_name, Labels, Sample, STALE_NAN};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -19,7 +19,9 @@ pub use parse::{format_openmetrics_float, parse_exposition, Parsed, ParsedSample
 pub use staleness::{StalenessTracker, Transition};
 
 use crate::metrics::{CollectorMetrics, EndpointMetrics, JobMetrics};
-use crate::queue::{QueuedSample, SampleQueue};
+use crate::queue::{Backlog, QueuedSample};
+use crate::relabel::Relabeler;
+use crate::status::TargetStatus;
 use crate::targets::Target;
 use crate::CollectorError;
 
@@ -42,9 +44,11 @@ pub struct Scraper {
     client: reqwest::Client,
     external: Labels,
     tracker: StalenessTracker,
+    metric_relabel: Relabeler,
     synthetic: Vec<Arc<Labels>>,
     job_metrics: Arc<JobMetrics>,
     metrics: Arc<CollectorMetrics>,
+    status: Arc<TargetStatus>,
 }
 
 impl Scraper {
@@ -59,21 +63,35 @@ impl Scraper {
             target: &target.labels,
             external: &external,
             honor_labels: target.honor_labels,
+            honor_external_labels: target.honor_external_labels,
         };
         let synthetic = SYNTHETIC
             .iter()
             .map(|n| Arc::new(merger.synthetic(n)))
             .collect();
         let job_metrics = metrics.job(&target.job);
+        // Validated with the config; an error here cannot happen.
+        let metric_relabel = Relabeler::new(&target.metric_relabel_configs).unwrap_or_else(|(i, e)| {
+            tracing::error!(job = %target.job, rule = i, error = %e, "invalid metric_relabel_configs; ignoring them");
+            Relabeler::default()
+        });
         Self {
             target,
             client,
             external,
             tracker: StalenessTracker::new(),
+            metric_relabel,
             synthetic,
             job_metrics,
             metrics,
+            status: Arc::new(TargetStatus::default()),
         }
+    }
+
+    /// Reports every scrape's outcome to `status` (for `/api/v1/targets`).
+    pub fn with_status(mut self, status: Arc<TargetStatus>) -> Self {
+        self.status = status;
+        self
     }
 
     /// The target scraped.
@@ -88,6 +106,8 @@ impl Scraper {
         let started = Instant::now();
         let body = self.fetch().await;
         let took = started.elapsed();
+        self.status
+            .record(ts_ms, took, body.as_ref().err().map(ToString::to_string));
         self.process(body, ts_ms, took)
     }
 
@@ -121,6 +141,16 @@ impl Scraper {
         })
     }
 
+    /// Staleness markers at `ts_ms` for every series this target has
+    /// (scraped series without exposed timestamps, and the synthetic
+    /// ones), for when the target goes away. Forgets the tracked series.
+    pub fn stale_all(&mut self, ts_ms: i64) -> Vec<QueuedSample> {
+        let mut out = Vec::new();
+        push_stale(&mut out, self.tracker.on_failure(), ts_ms);
+        push_stale(&mut out, self.synthetic.clone(), ts_ms);
+        out
+    }
+
     /// Turns the outcome of one scrape at `ts_ms`, which took `took`, into
     /// samples. Separate from the HTTP part so it can be tested alone.
     pub fn process(
@@ -140,12 +170,13 @@ impl Scraper {
                     target: &self.target.labels,
                     external: &self.external,
                     honor_labels: self.target.honor_labels,
+                    honor_external_labels: self.target.honor_external_labels,
                 };
                 let mut seen: HashSet<Arc<Labels>> = HashSet::with_capacity(scraped);
                 let mut tracked: HashSet<Arc<Labels>> = HashSet::with_capacity(scraped);
                 let mut overrides = 0;
                 for p in parsed.samples {
-                    let merged = match merger.merge(&p.name, &p.labels) {
+                    let base = match merger.merge_target(&p.name, &p.labels) {
                         Ok(m) => m,
                         Err(e) => {
                             invalid += 1;
@@ -153,6 +184,20 @@ impl Scraper {
                             continue;
                         }
                     };
+                    let base = if self.metric_relabel.is_empty() {
+                        base
+                    } else {
+                        match self.metric_relabel.process(base) {
+                            Some(l) if l.metric_name().is_some_and(is_valid_metric_name) => l,
+                            Some(l) => {
+                                invalid += 1;
+                                tracing::debug!(job = %self.target.job, series = %l, "metric_relabel_configs left no valid metric name; dropping");
+                                continue;
+                            }
+                            None => continue,
+                        }
+                    };
+                    let merged = merger.apply_external(base);
                     overrides += merged.overrides;
                     let labels = Arc::new(merged.labels);
                     if !seen.insert(Arc::clone(&labels)) {
@@ -251,48 +296,119 @@ pub(crate) fn unix_ms(t: SystemTime) -> i64 {
 }
 
 /// One sink of scraped samples: a queue and its endpoint's counters.
-pub(crate) struct Sink<Q> {
-    pub(crate) queue: Arc<Q>,
+pub(crate) struct Sink {
+    pub(crate) queue: Arc<Backlog>,
+    /// The endpoint's `write_relabel_configs`.
+    pub(crate) relabel: Arc<Relabeler>,
     pub(crate) metrics: Arc<EndpointMetrics>,
 }
 
+/// What a scrape loop is told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoopControl {
+    /// Keep scraping.
+    Run,
+    /// Stop (the collector shuts down): nothing more is written.
+    Stop,
+    /// Stop because the target is gone: its series get staleness markers.
+    Remove,
+}
+
+/// How long a removed target's staleness markers may wait for a full
+/// in-memory queue.
+const STALE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Scrapes `scraper`'s target on its interval, starting at its offset,
-/// and pushes every scrape into each sink (waiting while a queue is full)
-/// until `stop` turns true.
-pub(crate) async fn run_scrape_loop<Q: SampleQueue>(
+/// and appends every scrape to each sink (waiting while an in-memory queue
+/// is full, until a disk queue has it fsynced) until `control` leaves
+/// [`LoopControl::Run`]. On [`LoopControl::Remove`] it writes staleness
+/// markers for the target's series, as Prometheus does.
+pub(crate) async fn run_scrape_loop(
     mut scraper: Scraper,
-    sinks: Vec<Sink<Q>>,
-    mut stop: watch::Receiver<bool>,
+    sinks: Vec<Sink>,
+    mut control: watch::Receiver<LoopControl>,
 ) {
     let interval = scraper.target().interval;
     let delay = scraper.target().start_delay(SystemTime::now());
     let mut ticker = tokio::time::interval_at(Instant::now() + delay, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     tracing::debug!(job = %scraper.target().job, instance = %scraper.target().address, delay_ms = delay.as_millis() as u64, "scrape loop started");
-    loop {
-        if *stop.borrow() {
+    'scraping: loop {
+        if *control.borrow() != LoopControl::Run {
             break;
         }
         tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = control.changed() => break,
             _ = ticker.tick() => {}
         }
         let samples = tokio::select! {
             biased;
-            _ = stop.changed() => break,
+            _ = control.changed() => break,
             s = scraper.scrape_once() => s,
         };
         for sink in &sinks {
-            let n = samples.len() as i64;
-            sink.metrics.samples_pending.fetch_add(n, Ordering::Relaxed);
             tokio::select! {
                 biased;
-                _ = stop.changed() => return,
-                _ = sink.queue.push(samples.clone()) => {}
+                _ = control.changed() => break 'scraping,
+                _ = append_to(sink, &samples, &scraper) => {}
             }
         }
     }
+    if *control.borrow() == LoopControl::Remove {
+        let stale = scraper.stale_all(unix_ms(SystemTime::now()));
+        tracing::debug!(job = %scraper.target().job, instance = %scraper.target().address, series = stale.len(), "target removed; writing staleness markers");
+        for sink in &sinks {
+            if tokio::time::timeout(STALE_WRITE_TIMEOUT, append_to(sink, &stale, &scraper))
+                .await
+                .is_err()
+            {
+                tracing::warn!(job = %scraper.target().job, "queue full; staleness markers of a removed target not written");
+            }
+        }
+    }
+}
+
+async fn append_to(sink: &Sink, samples: &[QueuedSample], scraper: &Scraper) {
+    let samples = write_relabel(&sink.relabel, samples);
+    if samples.is_empty() {
+        return;
+    }
+    let n = samples.len();
+    if let Err(e) = sink.queue.append(samples, &sink.metrics).await {
+        sink.metrics
+            .queue_dropped_io
+            .fetch_add(n as u64, Ordering::Relaxed);
+        tracing::error!(job = %scraper.target().job, instance = %scraper.target().address, samples = n, error = %e, "cannot queue scraped samples; dropping them");
+    }
+}
+
+/// Applies an endpoint's `write_relabel_configs` to one scrape's samples
+/// (relabeling each series once), leaving out dropped series.
+pub fn write_relabel(relabel: &Relabeler, samples: &[QueuedSample]) -> Vec<QueuedSample> {
+    if relabel.is_empty() {
+        return samples.to_vec();
+    }
+    let mut cache: std::collections::HashMap<&Labels, Option<Arc<Labels>>> =
+        std::collections::HashMap::new();
+    samples
+        .iter()
+        .filter_map(|s| {
+            let labels = cache
+                .entry(&*s.labels)
+                .or_insert_with(|| {
+                    relabel
+                        .process((*s.labels).clone())
+                        .filter(|l| l.metric_name().is_some_and(is_valid_metric_name))
+                        .map(Arc::new)
+                })
+                .clone()?;
+            Some(QueuedSample {
+                labels,
+                sample: s.sample,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,8 +5,21 @@ use std::time::Duration;
 
 use fleetwatch_model::{Labels, METRIC_NAME};
 
-use crate::config::{CollectorConfig, ScrapeConfig};
+use std::collections::BTreeMap;
+
+use crate::config::{CollectorConfig, RelabelConfig, ScrapeConfig};
+use crate::discovery::{FileSd, FILEPATH_LABEL};
+use crate::relabel::Relabeler;
 use crate::CollectorError;
+
+/// Target label holding the `host:port` scraped.
+pub const ADDRESS_LABEL: &str = "__address__";
+/// Target label holding the scheme.
+pub const SCHEME_LABEL: &str = "__scheme__";
+/// Target label holding the metrics path.
+pub const METRICS_PATH_LABEL: &str = "__metrics_path__";
+/// Prefix of target labels holding URL parameters.
+pub const PARAM_PREFIX: &str = "__param_";
 
 /// One target to scrape, with everything its scrape loop needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,12 +30,19 @@ pub struct Target {
     pub address: String,
     /// The full URL scraped, with the query parameters.
     pub url: reqwest::Url,
-    /// `job`, `instance` and the static labels.
+    /// `job`, `instance` and the static labels, after `relabel_configs`.
     pub labels: Labels,
+    /// The labels before `relabel_configs` (with `__address__` and the
+    /// other `__` labels), as `/api/v1/targets` shows them.
+    pub discovered_labels: Labels,
     /// Whether scraped labels win over target labels.
     pub honor_labels: bool,
     /// Whether exposed timestamps are kept.
     pub honor_timestamps: bool,
+    /// Whether a series' own value of an external label wins.
+    pub honor_external_labels: bool,
+    /// Rules applied to every scraped series.
+    pub metric_relabel_configs: Vec<RelabelConfig>,
     /// Time between scrapes.
     pub interval: Duration,
     /// Time allowed for one scrape.
@@ -59,70 +79,207 @@ impl Target {
     }
 }
 
-/// Expands the config's scrape configs into targets (deduplicated per job
-/// by address and labels). The config must have been validated.
+/// A target that `relabel_configs` dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DroppedTarget {
+    /// The job name.
+    pub job: String,
+    /// Its labels before relabeling.
+    pub discovered_labels: Labels,
+}
+
+/// Expands the config's scrape configs into targets: applies each job's
+/// `relabel_configs` (a target they drop is left out) and deduplicates per
+/// job by URL and labels. The config must have been validated.
 pub fn targets_from_config(cfg: &CollectorConfig) -> Result<Vec<Target>, CollectorError> {
+    Ok(discover(cfg)?.0)
+}
+
+/// Like [`targets_from_config`], also returning the dropped targets.
+pub fn discover(
+    cfg: &CollectorConfig,
+) -> Result<(Vec<Target>, Vec<DroppedTarget>), CollectorError> {
+    discover_with(cfg, &FileSd::default())
+}
+
+/// Like [`discover`], with the target groups `file_sd` read from the
+/// files of `file_sd_configs` (each labelled `__meta_filepath`). A bad
+/// address in a file skips that target (logged) instead of failing.
+pub fn discover_with(
+    cfg: &CollectorConfig,
+    file_sd: &FileSd,
+) -> Result<(Vec<Target>, Vec<DroppedTarget>), CollectorError> {
     let mut out: Vec<Target> = Vec::new();
+    let mut dropped: Vec<DroppedTarget> = Vec::new();
     for (i, sc) in cfg.scrape_configs.iter().enumerate() {
+        let relabel = Relabeler::new(&sc.relabel_configs).map_err(|(r, e)| {
+            CollectorError::invalid(
+                format!("scrape_configs[{i}].relabel_configs[{r}]"),
+                e.to_string(),
+            )
+        })?;
+        let mut add = |address: &str, labels: &BTreeMap<String, String>, field: String| {
+            match build_target(cfg, sc, &relabel, address, labels, &field)? {
+                None => {
+                    tracing::debug!(job = %sc.job_name, address = %address, "target dropped by relabel_configs");
+                    dropped.push(DroppedTarget {
+                        job: sc.job_name.clone(),
+                        discovered_labels: initial_labels(cfg, sc, address, labels),
+                    });
+                }
+                Some(target) => {
+                    let duplicate = out.iter().any(|t| {
+                        t.job == target.job && t.url == target.url && t.labels == target.labels
+                    });
+                    if !duplicate {
+                        out.push(target);
+                    }
+                }
+            }
+            Ok::<(), CollectorError>(())
+        };
         for (j, st) in sc.static_configs.iter().enumerate() {
             for (k, address) in st.targets.iter().enumerate() {
-                let field = format!("scrape_configs[{i}].static_configs[{j}].targets[{k}]");
-                let target = build_target(cfg, sc, address, &st.labels, &field)?;
-                let duplicate = out.iter().any(|t| {
-                    t.job == target.job && t.url == target.url && t.labels == target.labels
-                });
-                if !duplicate {
-                    out.push(target);
+                add(
+                    address,
+                    &st.labels,
+                    format!("scrape_configs[{i}].static_configs[{j}].targets[{k}]"),
+                )?;
+            }
+        }
+        for sd in &sc.file_sd_configs {
+            for (path, group) in file_sd.groups(sd) {
+                let mut labels = group.labels.clone();
+                labels.insert(FILEPATH_LABEL.to_string(), path.display().to_string());
+                for address in &group.targets {
+                    let field = format!("file {} target {address:?}", path.display());
+                    if let Err(e) = check_address(address)
+                        .map_err(|r| CollectorError::invalid(field.clone(), r))
+                        .and_then(|()| add(address, &labels, field))
+                    {
+                        tracing::warn!(job = %sc.job_name, error = %e, "skipping a discovered target");
+                    }
                 }
             }
         }
     }
-    Ok(out)
+    Ok((out, dropped))
+}
+
+/// The labels a target starts with, before relabeling, as Prometheus
+/// sets them: `job`, `__address__`, `__scheme__`, `__metrics_path__`,
+/// `__scrape_interval__`, `__scrape_timeout__`, `__param_<name>` (first
+/// value) and the static labels (which may override any of these).
+fn initial_labels(
+    cfg: &CollectorConfig,
+    sc: &ScrapeConfig,
+    address: &str,
+    static_labels: &std::collections::BTreeMap<String, String>,
+) -> Labels {
+    let interval = sc.effective_interval(&cfg.global).to_string();
+    let timeout = sc.effective_timeout(&cfg.global).to_string();
+    let mut labels = Labels::from_pairs([
+        ("job", sc.job_name.as_str()),
+        (ADDRESS_LABEL, address),
+        (SCHEME_LABEL, sc.scheme.as_str()),
+        (METRICS_PATH_LABEL, sc.metrics_path.as_str()),
+        ("__scrape_interval__", interval.as_str()),
+        ("__scrape_timeout__", timeout.as_str()),
+    ]);
+    for (name, values) in &sc.params {
+        if let Some(first) = values.first() {
+            labels.set(&format!("{PARAM_PREFIX}{name}"), first);
+        }
+    }
+    for (n, v) in static_labels {
+        if n != METRIC_NAME {
+            labels.set(n, v);
+        }
+    }
+    // The target's own address wins over a group label of that name.
+    labels.set(ADDRESS_LABEL, address);
+    labels
 }
 
 fn build_target(
     cfg: &CollectorConfig,
     sc: &ScrapeConfig,
+    relabel: &Relabeler,
     address: &str,
     static_labels: &std::collections::BTreeMap<String, String>,
     field: &str,
-) -> Result<Target, CollectorError> {
-    check_address(address).map_err(|r| CollectorError::invalid(field, r))?;
-    let mut url =
-        reqwest::Url::parse(&format!("{}://{}", sc.scheme.as_str(), address)).map_err(|e| {
-            CollectorError::invalid(field, format!("cannot build a URL from {address:?}: {e}"))
-        })?;
-    url.set_path(&sc.metrics_path);
-    if !sc.params.is_empty() {
-        let mut q = url.query_pairs_mut();
-        for (name, values) in &sc.params {
-            for v in values {
-                q.append_pair(name, v);
+) -> Result<Option<Target>, CollectorError> {
+    let discovered_labels = initial_labels(cfg, sc, address, static_labels);
+    let Some(labels) = relabel.process(discovered_labels.clone()) else {
+        return Ok(None);
+    };
+    let Some(address) = labels.get(ADDRESS_LABEL).map(str::to_string) else {
+        tracing::warn!(job = %sc.job_name, field, "relabel_configs removed __address__; target dropped");
+        return Ok(None);
+    };
+    check_address(&address)
+        .map_err(|r| CollectorError::invalid(field, format!("after relabel_configs: {r}")))?;
+    let scheme = labels.get(SCHEME_LABEL).unwrap_or("http");
+    if !matches!(scheme, "http" | "https") {
+        return Err(CollectorError::invalid(
+            field,
+            format!("after relabel_configs: scheme {scheme:?} is neither http nor https"),
+        ));
+    }
+    let mut url = reqwest::Url::parse(&format!("{scheme}://{address}")).map_err(|e| {
+        CollectorError::invalid(field, format!("cannot build a URL from {address:?}: {e}"))
+    })?;
+    url.set_path(labels.get(METRICS_PATH_LABEL).unwrap_or("/metrics"));
+    // Parameters: the configured ones, the first value of each replaced
+    // by its `__param_<name>` label, plus parameters only set by labels.
+    let mut params: Vec<(String, String)> = Vec::new();
+    for (name, values) in &sc.params {
+        let first = labels.get(&format!("{PARAM_PREFIX}{name}"));
+        for (i, v) in values.iter().enumerate() {
+            match (i, first) {
+                (0, Some(f)) => params.push((name.clone(), f.to_string())),
+                (0, None) => {}
+                _ => params.push((name.clone(), v.clone())),
             }
         }
     }
-    // As Prometheus: `job` from the job name unless a static label sets it,
-    // `instance` from the address unless a static label sets it. Labels
-    // starting with `__` are internal and never reach a series.
-    let mut labels = Labels::from_pairs([("job", sc.job_name.as_str())]);
-    for (n, v) in static_labels {
-        if !n.starts_with("__") && n != METRIC_NAME {
-            labels.set(n, v);
+    for l in labels.iter() {
+        if let Some(name) = l.name.strip_prefix(PARAM_PREFIX) {
+            if !sc.params.contains_key(name) {
+                params.push((name.to_string(), l.value.clone()));
+            }
         }
     }
-    if labels.get("instance").is_none() {
-        labels.set("instance", address);
+    if !params.is_empty() {
+        let mut q = url.query_pairs_mut();
+        for (n, v) in &params {
+            q.append_pair(n, v);
+        }
     }
-    Ok(Target {
+    // As Prometheus: `instance` defaults to the address; labels starting
+    // with `__` are internal and never reach a series.
+    let mut final_labels = Labels::from_pairs(
+        labels
+            .iter()
+            .filter(|l| !l.name.starts_with("__"))
+            .map(|l| (l.name.as_str(), l.value.as_str())),
+    );
+    if final_labels.get("instance").is_none() {
+        final_labels.set("instance", &address);
+    }
+    Ok(Some(Target {
         job: sc.job_name.clone(),
-        address: address.to_string(),
+        address,
         url,
-        labels,
+        labels: final_labels,
+        discovered_labels,
         honor_labels: sc.honor_labels,
         honor_timestamps: sc.honor_timestamps,
+        honor_external_labels: sc.honor_external_labels,
+        metric_relabel_configs: sc.metric_relabel_configs.clone(),
         interval: sc.effective_interval(&cfg.global).as_duration(),
         timeout: sc.effective_timeout(&cfg.global).as_duration(),
-    })
+    }))
 }
 
 /// Checks that `addr` is `host:port` (IPv6 hosts in brackets), without a
@@ -236,6 +393,46 @@ scrape_configs:
                 "same phase"
             );
         }
+    }
+
+    #[test]
+    fn relabel_configs_rewrite_and_drop_targets() {
+        let yaml = r#"
+scrape_configs:
+  - job_name: fed
+    metrics_path: /federate
+    params:
+      'match[]': ['up', 'x']
+    static_configs:
+      - targets: ['prom:9090', 'drop-me:9090', 'other:80']
+        labels: {__meta_zone: z1, team: virt}
+    relabel_configs:
+      - {source_labels: [__address__], regex: 'drop-me:.*', action: drop}
+      - {source_labels: [__address__], regex: '(.*):9090', target_label: __address__, replacement: '${1}:9091'}
+      - {source_labels: [__meta_zone], target_label: zone}
+      - {target_label: __param_match__, replacement: ignored}
+      - {source_labels: [__address__], regex: 'other:80', target_label: __metrics_path__, replacement: /m}
+      - {source_labels: [__address__], regex: 'other:80', target_label: __param_format, replacement: text}
+      - {source_labels: [__scrape_interval__], target_label: interval}
+"#;
+        let cfg = CollectorConfig::from_yaml_str(yaml).unwrap();
+        cfg.validate().unwrap();
+        let t = targets_from_config(&cfg).unwrap();
+        assert_eq!(t.len(), 2, "drop-me is dropped");
+        assert_eq!(t[0].address, "prom:9091");
+        assert_eq!(
+            t[0].url.as_str(),
+            "http://prom:9091/federate?match%5B%5D=up&match%5B%5D=x&match__=ignored"
+        );
+        assert_eq!(
+            t[0].labels.to_string(),
+            r#"{instance="prom:9091", interval="1m", job="fed", team="virt", zone="z1"}"#,
+            "__ labels are removed, instance is the rewritten address"
+        );
+        assert_eq!(
+            t[1].url.as_str(),
+            "http://other/m?match%5B%5D=up&match%5B%5D=x&format=text&match__=ignored"
+        );
     }
 
     #[test]

@@ -278,11 +278,17 @@ remote_write:
             series("kubevirt_vm_memory_usage_bytes", &[("name", "vm-1"), vm[0]]),
             1.5e9,
         ),
-        // The scraped job is kept as exported_job; the spoofed cluster is overridden.
+        // The scraped job is kept as exported_job; the spoofed cluster is
+        // overridden and kept as exported_cluster.
         (
             series(
                 "kubevirt_vm_memory_usage_bytes",
-                &[("name", "vm-2"), vm[0], ("exported_job", "inner")],
+                &[
+                    ("name", "vm-2"),
+                    vm[0],
+                    ("exported_job", "inner"),
+                    ("exported_cluster", "spoofed"),
+                ],
             ),
             2048.0,
         ),
@@ -464,7 +470,7 @@ remote_write:
     let bad_url = format!("http://{}/api/v1/write", bad.addr);
     let metrics_url = format!("http://{}/metrics", metrics_server.addr);
     let want = format!(
-        "fleetwatch_collector_samples_failed_total{{reason=\"http_4xx\",url=\"{bad_url}\"}} "
+        "fleetwatch_collector_samples_failed_total{{reason=\"http_400\",url=\"{bad_url}\"}} "
     );
     let mut failed = 0.0;
     let deadline = tokio::time::Instant::now() + BOUND;

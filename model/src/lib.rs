@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod exposition;
 pub mod labels;
+pub mod loki;
 pub mod matcher;
 pub mod prompb;
 pub mod remote_write;

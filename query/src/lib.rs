@@ -47,6 +47,7 @@ mod error;
 mod eval;
 mod functions;
 mod hash;
+pub mod logql;
 pub mod histogram;
 mod memory;
 mod source;

@@ -1,10 +1,24 @@
 //! Rule files for fleetwatch: Prometheus rule files and `PrometheusRule`
-//! CRD YAML, loaded and validated (`fleetwatch rules check`).
-//!
-//! Evaluation, alert state and notifiers build on these types in a later
-//! stage; loading and validation are complete here.
+//! CRD YAML, loaded and validated (`fleetwatch rules check`); their
+//! evaluation (groups on an interval, recording rules written back,
+//! alerting rules with Prometheus's state machine and Go templates), alert
+//! delivery (Alertmanager v2 and Alertmanager-style webhooks) and
+//! promtool's rule unit tests (`fleetwatch rules test`).
 
+pub mod alerting;
+pub mod context;
+pub mod group;
+pub mod manager;
+pub mod notify;
+pub mod recording;
+pub mod template;
+pub mod unittest;
 mod validate;
+
+pub use alerting::{Alert, AlertState, AlertingRule, OutgoingAlert};
+pub use context::{EvalContext, SampleAppender};
+pub use group::{Group, RuleEntry, RuleHealth, RuleKind};
+pub use manager::{expand_rule_files, ManagerOptions, RuleManager};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -174,3 +188,6 @@ pub fn load_rule_file(path: &Path) -> Result<RuleFile, RulesError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod eval_tests;

@@ -55,3 +55,25 @@ fn plain_rule_file_and_errors() {
     let wrong_kind = "apiVersion: v1\nkind: ConfigMap\nspec:\n  groups: []\n";
     assert!(parse_rule_file(wrong_kind, "r.yaml").is_err());
 }
+
+#[test]
+fn plain_copy_of_the_seed_rules_is_in_sync() {
+    let plain = include_str!("../../deploy/rules/multi-cluster-alerts.rules.yaml");
+    let crd = parse_rule_file(SEED, "seed").unwrap();
+    let copy = parse_rule_file(plain, "copy").unwrap();
+    assert_eq!(
+        crd, copy,
+        "deploy/rules/multi-cluster-alerts.rules.yaml differs from the PrometheusRule"
+    );
+}
+
+#[test]
+fn alert_templates_are_checked() {
+    let bad = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        annotations:\n          summary: '{{ $value | humanise }}'\n";
+    let f = parse_rule_file(bad, "r.yaml").unwrap();
+    let e = validate(&f, "r.yaml").unwrap_err().to_string();
+    assert!(e.contains("rule A") && e.contains("humanise"), "{e}");
+    let unclosed = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        labels:\n          team: '{{ if $labels.x }}a'\n";
+    let f = parse_rule_file(unclosed, "r.yaml").unwrap();
+    assert!(validate(&f, "r.yaml").is_err());
+}

@@ -5,12 +5,13 @@ use std::collections::HashSet;
 use fleetwatch_model::duration::parse_duration_ms;
 use fleetwatch_model::{is_valid_label_name, is_valid_metric_name};
 
+use crate::template::Template;
 use crate::{RuleFile, RulesError};
 
 /// Checks every group and rule: unique group names, exactly one of
 /// `alert`/`record`, a PromQL expression that parses, valid durations,
-/// label names and record names, and no `for`/annotations on recording
-/// rules.
+/// label names and record names, alert label and annotation templates
+/// that parse, and no `for`/annotations on recording rules.
 pub fn validate(file: &RuleFile, origin: &str) -> Result<(), RulesError> {
     let mut names = HashSet::new();
     for group in &file.groups {
@@ -86,6 +87,13 @@ pub fn validate(file: &RuleFile, origin: &str) -> Result<(), RulesError> {
             for name in rule.annotations.keys() {
                 if !is_valid_label_name(name) {
                     return Err(err(id, format!("invalid annotation name {name:?}")));
+                }
+            }
+            if rule.alert.is_some() {
+                for (name, text) in rule.labels.iter().chain(rule.annotations.iter()) {
+                    if let Err(e) = Template::parse(name, text) {
+                        return Err(err(id, format!("{name}: {e}")));
+                    }
                 }
             }
         }

@@ -9,6 +9,7 @@ pub mod block;
 pub mod compact;
 pub mod db;
 pub mod head;
+pub mod logs;
 pub mod wal;
 
 pub use db::{Db, DbOptions, MaintenanceReport};

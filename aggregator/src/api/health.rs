@@ -29,8 +29,9 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 /// `GET /metrics`: the hub's own metrics.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
-        state.metrics.render(&state.db),
-    )
+    let mut text = state.metrics.render(&state.db);
+    if let Some(rules) = &state.rules {
+        rules.render_metrics(&mut text);
+    }
+    ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], text)
 }

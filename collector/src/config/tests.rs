@@ -208,10 +208,86 @@ fn validation_errors_name_the_field() {
             "remote_write: [{url: 'http://hub/w', queue_config: {min_backoff: 10s, max_backoff: 1s}}]",
             "remote_write[0].queue_config.min_backoff",
         ),
+        (
+            "remote_write: [{url: 'http://hub/w', queue_config: {min_shards: 4, max_shards: 2}}]",
+            "remote_write[0].queue_config.max_shards",
+        ),
+        (
+            "remote_write: [{url: 'http://hub/w', name: 'a/b'}]",
+            "remote_write[0].name",
+        ),
+        (
+            "remote_write: [{url: 'http://hub/w', name: x}, {url: 'http://hub2/w', name: x}]",
+            "remote_write[1].name",
+        ),
+        ("storage: {max_bytes: 1KB}", "storage.max_bytes"),
+        (
+            "scrape_configs: [{job_name: a, relabel_configs: [{action: keep, regex: a}, {action: hashmod, target_label: x}]}]",
+            "scrape_configs[0].relabel_configs[1]",
+        ),
+        (
+            "scrape_configs: [{job_name: a, metric_relabel_configs: [{regex: '(', target_label: x}]}]",
+            "scrape_configs[0].metric_relabel_configs[0]",
+        ),
+        (
+            "remote_write: [{url: 'http://hub/w', write_relabel_configs: [{action: labeldrop, regex: a, target_label: b}]}]",
+            "remote_write[0].write_relabel_configs[0]",
+        ),
     ];
     for (yaml, field) in cases {
         assert_eq!(field_of(yaml), field, "{yaml}");
     }
+}
+
+#[test]
+fn queue_storage_and_relabel_keys_parse() {
+    let cfg = CollectorConfig::from_yaml_str(
+        r#"
+scrape_configs:
+  - job_name: fed
+    honor_external_labels: true
+    relabel_configs:
+      - {source_labels: [__address__], regex: '(.*):.*', target_label: host}
+    metric_relabel_configs:
+      - {source_labels: [__name__], regex: 'go_.*', action: drop}
+remote_write:
+  - url: http://hub/api/v1/write
+    name: hub-main
+    queue_config: {min_shards: 2, max_shards: 16}
+    write_relabel_configs:
+      - {regex: 'exported_.*', action: labeldrop}
+  - url: http://other/api/v1/write
+storage:
+  path: /var/lib/fw
+  max_bytes: 256MB
+"#,
+    )
+    .unwrap();
+    cfg.validate().unwrap();
+    assert!(cfg.scrape_configs[0].honor_external_labels);
+    assert_eq!(
+        cfg.scrape_configs[0].relabel_configs[0].target_label,
+        "host"
+    );
+    assert_eq!(
+        cfg.scrape_configs[0].metric_relabel_configs[0].action,
+        RelabelAction::Drop
+    );
+    let rw = &cfg.remote_write[0];
+    assert_eq!(rw.queue_name(), "hub-main");
+    assert_eq!(
+        (rw.queue_config.min_shards, rw.queue_config.max_shards),
+        (2, 16)
+    );
+    assert_eq!(rw.write_relabel_configs.len(), 1);
+    let other = cfg.remote_write[1].queue_name();
+    assert!(other.starts_with("url-") && other.len() == 20, "{other}");
+    assert_eq!(other, cfg.remote_write[1].queue_name(), "stable");
+    assert_eq!(cfg.storage.path.as_deref(), Some(Path::new("/var/lib/fw")));
+    assert_eq!(cfg.storage.max_bytes, ByteSize(256 << 20));
+    let d = CollectorConfig::default();
+    assert_eq!(d.storage.max_bytes, ByteSize(1 << 30));
+    assert_eq!(QueueConfig::default().max_shards, 8);
 }
 
 #[test]

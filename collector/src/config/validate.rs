@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use fleetwatch_model::is_valid_label_name;
 
-use super::{CollectorConfig, RemoteWriteConfig, ScrapeConfig};
+use super::{CollectorConfig, RelabelConfig, RemoteWriteConfig, ScrapeConfig};
+use crate::relabel::Relabeler;
 use crate::targets::check_address;
 use crate::CollectorError;
 
@@ -47,8 +48,25 @@ pub(super) fn validate(cfg: &CollectorConfig) -> Result<(), CollectorError> {
             ));
         }
     }
+    let mut names = HashSet::new();
     for (i, rw) in cfg.remote_write.iter().enumerate() {
-        validate_remote_write(rw, &format!("remote_write[{i}]"))?;
+        let at = format!("remote_write[{i}]");
+        validate_remote_write(rw, &at)?;
+        if !names.insert(rw.queue_name()) {
+            return Err(CollectorError::invalid(
+                format!("{at}.name"),
+                format!(
+                    "queue name {:?} is used by more than one remote_write; set distinct names",
+                    rw.queue_name()
+                ),
+            ));
+        }
+    }
+    if cfg.storage.max_bytes.0 < 64 * 1024 {
+        return Err(CollectorError::invalid(
+            "storage.max_bytes",
+            format!("{} is too small; use at least 64KB", cfg.storage.max_bytes),
+        ));
     }
     Ok(())
 }
@@ -108,6 +126,19 @@ fn validate_scrape_config(
             format!("parameter name {name:?} must not be empty"),
         ));
     }
+    check_relabel(&format!("{at}.relabel_configs"), &sc.relabel_configs)?;
+    check_relabel(
+        &format!("{at}.metric_relabel_configs"),
+        &sc.metric_relabel_configs,
+    )?;
+    for (j, sd) in sc.file_sd_configs.iter().enumerate() {
+        if sd.files.is_empty() || sd.files.iter().any(|f| f.trim().is_empty()) {
+            return Err(CollectorError::invalid(
+                format!("{at}.file_sd_configs[{j}].files"),
+                "must list at least one non-empty file name",
+            ));
+        }
+    }
     for (j, st) in sc.static_configs.iter().enumerate() {
         let sat = format!("{at}.static_configs[{j}]");
         for (k, t) in st.targets.iter().enumerate() {
@@ -144,7 +175,32 @@ fn validate_remote_write(rw: &RemoteWriteConfig, at: &str) -> Result<(), Collect
             "must be greater than 0",
         ));
     }
+    check_relabel(
+        &format!("{at}.write_relabel_configs"),
+        &rw.write_relabel_configs,
+    )?;
+    if let Some(name) = &rw.name {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(CollectorError::invalid(
+                format!("{at}.name"),
+                format!("{name:?} must match [A-Za-z0-9_-]+"),
+            ));
+        }
+    }
     let q = &rw.queue_config;
+    if q.min_shards == 0 || q.max_shards < q.min_shards {
+        return Err(CollectorError::invalid(
+            format!("{at}.queue_config.max_shards"),
+            format!(
+                "need 1 <= min_shards ({}) <= max_shards ({})",
+                q.min_shards, q.max_shards
+            ),
+        ));
+    }
     if q.capacity == 0 {
         return Err(CollectorError::invalid(
             format!("{at}.queue_config.capacity"),
@@ -173,6 +229,12 @@ fn validate_remote_write(rw: &RemoteWriteConfig, at: &str) -> Result<(), Collect
         ));
     }
     Ok(())
+}
+
+fn check_relabel(at: &str, rules: &[RelabelConfig]) -> Result<(), CollectorError> {
+    Relabeler::new(rules)
+        .map(|_| ())
+        .map_err(|(i, e)| CollectorError::invalid(format!("{at}[{i}]"), e.to_string()))
 }
 
 fn check_labels(at: &str, labels: &BTreeMap<String, String>) -> Result<(), CollectorError> {

@@ -1,6 +1,7 @@
 //! The final label set of a scraped series: scraped labels merged with the
 //! target labels (Prometheus's `honor_labels` rules), then the external
-//! labels, which always win.
+//! labels, which win unless `honor_external_labels` is set; a series' own
+//! different value is kept as `exported_<name>`.
 
 use fleetwatch_model::{Label, Labels, ModelError, METRIC_NAME};
 
@@ -13,6 +14,8 @@ pub struct LabelMerger<'a> {
     pub external: &'a Labels,
     /// The job's `honor_labels`.
     pub honor_labels: bool,
+    /// The job's `honor_external_labels`.
+    pub honor_external_labels: bool,
 }
 
 /// A merged label set and how many external labels replaced a different
@@ -21,8 +24,9 @@ pub struct LabelMerger<'a> {
 pub struct Merged {
     /// The final, validated labels.
     pub labels: Labels,
-    /// External labels that overrode a value (counted in
-    /// `fleetwatch_collector_external_label_overrides_total`).
+    /// External labels that replaced a different value (counted in
+    /// `fleetwatch_collector_external_label_overrides_total`), or, with
+    /// `honor_external_labels`, that yielded to the series' value.
     pub overrides: u64,
 }
 
@@ -33,8 +37,18 @@ impl LabelMerger<'_> {
     ///   label is renamed `exported_<name>` (more `exported_` prefixes if that
     ///   is taken too) and the target label wins;
     /// - `honor_labels: true`: the scraped label wins;
-    /// - then every external label is set, replacing any value already there.
+    /// - then the external labels, see [`Self::apply_external`].
     pub fn merge(&self, name: &str, scraped: &[(String, String)]) -> Result<Merged, ModelError> {
+        Ok(self.apply_external(self.merge_target(name, scraped)?))
+    }
+
+    /// The first two steps of [`Self::merge`]: scraped labels and target
+    /// labels, without the external labels (metric relabeling runs here).
+    pub fn merge_target(
+        &self,
+        name: &str,
+        scraped: &[(String, String)],
+    ) -> Result<Labels, ModelError> {
         let mut labels: Vec<Label> =
             Vec::with_capacity(scraped.len() + self.target.len() + self.external.len() + 1);
         labels.push(Label::new(METRIC_NAME, name));
@@ -69,17 +83,10 @@ impl LabelMerger<'_> {
                     .then_with(|| a.name.cmp(&b.name))
             });
             for c in conflicts {
-                let mut new_name = c.name.clone();
-                loop {
-                    new_name = format!("exported_{new_name}");
-                    if set.get(&new_name).is_none() {
-                        set.set(&new_name, &c.value);
-                        break;
-                    }
-                }
+                set_exported(&mut set, &c.name, &c.value);
             }
         }
-        Ok(self.apply_external(set))
+        Ok(set)
     }
 
     /// Adds the external labels to a label set built by the collector itself
@@ -90,12 +97,25 @@ impl LabelMerger<'_> {
         self.apply_external(set).labels
     }
 
-    fn apply_external(&self, mut set: Labels) -> Merged {
+    /// Adds the external labels. Where the set already has a different
+    /// value: by default the external value wins and the set's value moves
+    /// to `exported_<name>` (the first free `exported_...` name); with
+    /// `honor_external_labels` the set's value stays. Both count as an
+    /// override.
+    pub fn apply_external(&self, mut set: Labels) -> Merged {
         let mut overrides = 0;
         for l in self.external.iter() {
-            match set.get(&l.name) {
+            let existing = set.get(&l.name).map(str::to_string);
+            match existing {
                 Some(v) if v == l.value => continue,
-                Some(_) => overrides += 1,
+                Some(_) if self.honor_external_labels => {
+                    overrides += 1;
+                    continue;
+                }
+                Some(v) => {
+                    overrides += 1;
+                    set_exported(&mut set, &l.name, &v);
+                }
                 None => {}
             }
             set.set(&l.name, &l.value);
@@ -103,6 +123,20 @@ impl LabelMerger<'_> {
         Merged {
             labels: set,
             overrides,
+        }
+    }
+}
+
+/// Stores `value` under the first free name of `exported_<name>`,
+/// `exported_exported_<name>`, ... (bounded: each step lengthens the name
+/// and a label set is finite).
+fn set_exported(set: &mut Labels, name: &str, value: &str) {
+    let mut new_name = name.to_string();
+    loop {
+        new_name = format!("exported_{new_name}");
+        if set.get(&new_name).is_none() {
+            set.set(&new_name, value);
+            return;
         }
     }
 }
@@ -129,6 +163,7 @@ mod tests {
             target: &t,
             external: &ext,
             honor_labels: false,
+            honor_external_labels: false,
         };
         let got = m
             .merge(
@@ -156,6 +191,7 @@ mod tests {
             target: &t,
             external: &ext,
             honor_labels: true,
+            honor_external_labels: false,
         };
         let got = m
             .merge(
@@ -170,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn external_labels_always_win_and_are_counted() {
+    fn external_labels_win_and_keep_the_series_value_as_exported() {
         let t = target();
         let ext = Labels::from_pairs([("cluster", "app-1"), ("zone", "b")]);
         for honor in [false, true] {
@@ -178,28 +214,60 @@ mod tests {
                 target: &t,
                 external: &ext,
                 honor_labels: honor,
+                honor_external_labels: false,
             };
             let got = m.merge("x", &pairs(&[("cluster", "spoofed")])).unwrap();
             assert_eq!(
-                got.labels.get("cluster"),
-                Some("app-1"),
+                got.labels.to_string(),
+                r#"x{cluster="app-1", exported_cluster="spoofed", exported_zone="a", instance="prom:9090", job="fed", zone="b"}"#,
                 "honor_labels={honor}"
             );
-            assert_eq!(got.labels.get("zone"), Some("b"));
             // cluster replaced a scraped value, zone replaced a target value.
             assert_eq!(got.overrides, 2);
             let same = m.merge("x", &pairs(&[("cluster", "app-1")])).unwrap();
             assert_eq!(same.overrides, 1, "an equal value is not an override");
+            assert_eq!(same.labels.get("exported_cluster"), None);
         }
         let m = LabelMerger {
             target: &t,
             external: &ext,
             honor_labels: false,
+            honor_external_labels: false,
         };
         assert_eq!(
             m.synthetic("up").to_string(),
-            r#"up{cluster="app-1", instance="prom:9090", job="fed", zone="b"}"#
+            r#"up{cluster="app-1", exported_zone="a", instance="prom:9090", job="fed", zone="b"}"#
         );
+        // A taken exported_ name moves on to the next free one.
+        let got = m
+            .merge(
+                "x",
+                &pairs(&[("cluster", "c2"), ("exported_cluster", "c3")]),
+            )
+            .unwrap();
+        assert_eq!(got.labels.get("exported_exported_cluster"), Some("c2"));
+        assert_eq!(got.labels.get("exported_cluster"), Some("c3"));
+    }
+
+    #[test]
+    fn honor_external_labels_keeps_the_series_value() {
+        let t = target();
+        let ext = Labels::from_pairs([("cluster", "app-1"), ("region", "r1")]);
+        let m = LabelMerger {
+            target: &t,
+            external: &ext,
+            honor_labels: true,
+            honor_external_labels: true,
+        };
+        let got = m.merge("x", &pairs(&[("cluster", "app-2")])).unwrap();
+        assert_eq!(
+            got.labels.to_string(),
+            r#"x{cluster="app-2", instance="prom:9090", job="fed", region="r1", zone="a"}"#,
+            "the series' cluster stays; missing external labels are added"
+        );
+        assert_eq!(got.overrides, 1);
+        let plain = m.merge("x", &[]).unwrap();
+        assert_eq!(plain.labels.get("cluster"), Some("app-1"));
     }
 
     #[test]
@@ -210,6 +278,7 @@ mod tests {
             target: &t,
             external: &ext,
             honor_labels: false,
+            honor_external_labels: false,
         };
         assert!(m.merge("x", &pairs(&[("a", "1"), ("a", "2")])).is_err());
         assert!(m.merge("bad-name", &[]).is_err());

@@ -26,6 +26,82 @@ fn scraper(honor_labels: bool, honor_timestamps: bool) -> (Scraper, Arc<Collecto
     (s, metrics)
 }
 
+fn scraper_from(yaml: &str) -> Scraper {
+    let cfg = CollectorConfig::from_yaml_str(yaml).unwrap();
+    cfg.validate().unwrap();
+    let target = targets_from_config(&cfg).unwrap().remove(0);
+    let metrics = Arc::new(CollectorMetrics::new(["node"], []));
+    let external = Labels::from_pairs([("cluster", "app-1")]);
+    Scraper::new(target, reqwest::Client::new(), external, metrics)
+}
+
+#[test]
+fn metric_relabel_runs_before_external_labels_and_can_drop() {
+    let mut s = scraper_from(
+        "scrape_configs:\n\
+         - job_name: node\n\
+         \x20 static_configs: [{targets: ['n1:9100']}]\n\
+         \x20 metric_relabel_configs:\n\
+         \x20   - {source_labels: [__name__], regex: 'drop_.*', action: drop}\n\
+         \x20   - {source_labels: [cluster], target_label: origin}\n\
+         \x20   - {regex: 'tmp', action: labeldrop}\n",
+    );
+    let body = "keep{cluster=\"other\",tmp=\"x\"} 1\ndrop_me 2\n";
+    let out = by_series(&s.process(Ok(body.to_string()), T0, Duration::from_millis(1)));
+    assert_eq!(
+        out[r#"keep{cluster="app-1", exported_cluster="other", instance="n1:9100", job="node", origin="other"}"#]
+            .value,
+        1.0
+    );
+    assert!(!out.keys().any(|k| k.starts_with("drop_me")));
+    let base = r#"{cluster="app-1", instance="n1:9100", job="node"}"#;
+    assert_eq!(out[&format!("scrape_samples_scraped{base}")].value, 2.0);
+    assert_eq!(
+        out[&format!("scrape_samples_post_metric_relabeling{base}")].value,
+        1.0
+    );
+}
+
+#[test]
+fn honor_external_labels_lets_the_series_value_win() {
+    let mut s = scraper_from(
+        "scrape_configs: [{job_name: node, honor_external_labels: true, static_configs: [{targets: ['n1:9100']}]}]",
+    );
+    let out = by_series(&s.process(
+        Ok("a{cluster=\"other\"} 1\nb 2\n".to_string()),
+        T0,
+        Duration::from_millis(1),
+    ));
+    assert!(
+        out.contains_key(r#"a{cluster="other", instance="n1:9100", job="node"}"#),
+        "{out:?}"
+    );
+    assert!(
+        out.contains_key(r#"b{cluster="app-1", instance="n1:9100", job="node"}"#),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn write_relabel_maps_and_drops_series() {
+    let rules: Vec<crate::relabel::RelabelConfig> = serde_yaml::from_str(
+        "[{source_labels: [__name__], regex: 'secret_.*', action: drop}, {target_label: env, replacement: prod}]",
+    )
+    .unwrap();
+    let r = Relabeler::new(&rules).unwrap();
+    let q = |name: &str| QueuedSample {
+        labels: Arc::new(Labels::from_pairs([("__name__", name)])),
+        sample: Sample::new(T0, 1.0),
+    };
+    let out = write_relabel(&r, &[q("a"), q("secret_x"), q("a")]);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].labels.to_string(), r#"a{env="prod"}"#);
+    assert!(
+        Arc::ptr_eq(&out[0].labels, &out[1].labels),
+        "relabeled once per series"
+    );
+}
+
 /// Samples keyed by their rendered labels.
 fn by_series(v: &[QueuedSample]) -> BTreeMap<String, Sample> {
     v.iter().map(|q| (q.labels.to_string(), q.sample)).collect()
@@ -48,8 +124,9 @@ fn scraped_series_get_target_and_external_labels() {
         "honor_timestamps keeps the exposed timestamp"
     );
     assert_eq!(
-        out[r#"c{cluster="app-1", instance="n1:9100", job="node", zone="a"}"#].value,
-        7.0
+        out[r#"c{cluster="app-1", exported_cluster="other", instance="n1:9100", job="node", zone="a"}"#].value,
+        7.0,
+        "the external label wins; the series' own value is kept as exported_cluster"
     );
     assert_eq!(metrics.external_label_overrides.load(Ordering::Relaxed), 1);
 
