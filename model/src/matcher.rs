@@ -27,7 +27,55 @@ pub struct Matcher {
     pub op: MatchOp,
     /// The value or pattern as written.
     pub value: String,
-    regex: Option<Regex>,
+    regex: Option<Pattern>,
+}
+
+/// A compiled regex pattern. Patterns that are plain literals or
+/// alternations of literals (`prod-east`, `a|b|c`: most dashboard
+/// variables) and `.*`/`.+` are matched without a regex engine, as
+/// Prometheus's fast regex matcher does; compiling a regex cost more than
+/// the rest of a small query.
+#[derive(Debug, Clone)]
+enum Pattern {
+    /// One of these strings, exactly.
+    Literals(Vec<String>),
+    /// Anything (`.*`).
+    Any,
+    /// Anything but the empty string (`.+`).
+    NonEmpty,
+    /// A compiled, anchored regex.
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn compile(pattern: &str) -> Result<Self, regex::Error> {
+        match pattern {
+            ".*" => return Ok(Self::Any),
+            ".+" => return Ok(Self::NonEmpty),
+            _ => {}
+        }
+        // Characters with a meaning outside a character class (`-`, `&`
+        // and `~` only have one inside, `#` only in verbose mode).
+        const META: &[char] = &[
+            '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
+        ];
+        let literal = |p: &str| !p.contains(META);
+        if pattern.split('|').all(literal) {
+            return Ok(Self::Literals(
+                pattern.split('|').map(str::to_string).collect(),
+            ));
+        }
+        Regex::new(&format!("^(?s:{pattern})$")).map(Self::Regex)
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            Self::Literals(l) => l.iter().any(|x| x == value),
+            Self::Any => true,
+            Self::NonEmpty => !value.is_empty(),
+            Self::Regex(r) => r.is_match(value),
+        }
+    }
 }
 
 impl Matcher {
@@ -39,14 +87,12 @@ impl Matcher {
     ) -> Result<Self, ModelError> {
         let value = value.into();
         let regex = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
-                Some(Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
-                    ModelError::InvalidRegex {
-                        pattern: value.clone(),
-                        reason: e.to_string(),
-                    }
-                })?)
-            }
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(Pattern::compile(&value).map_err(
+                |e| ModelError::InvalidRegex {
+                    pattern: value.clone(),
+                    reason: e.to_string(),
+                },
+            )?),
             _ => None,
         };
         Ok(Self {
@@ -121,5 +167,47 @@ mod tests {
             .unwrap()
             .matches_empty());
         assert!(Matcher::new(MatchOp::RegexMatch, "a", "(").is_err());
+    }
+
+    #[test]
+    fn literal_patterns_match_as_the_regex_would() {
+        let values = [
+            "",
+            "prod-east",
+            "prod-west",
+            "staging",
+            "prod",
+            "a|b",
+            "x.y",
+            "xzy",
+        ];
+        for pattern in [
+            "prod-east",
+            "prod-east|staging",
+            "prod-.*",
+            ".*",
+            ".+",
+            "",
+            "a|",
+            "x.y",
+            "x\\.y",
+            "prod-(east|west)",
+            "st[a-z]+",
+        ] {
+            let fast = Pattern::compile(pattern).expect("compiles");
+            let slow = Regex::new(&format!("^(?s:{pattern})$")).expect("compiles");
+            for v in values {
+                assert_eq!(fast.is_match(v), slow.is_match(v), "{pattern:?} on {v:?}");
+            }
+        }
+        assert!(matches!(
+            Pattern::compile("a|b|c"),
+            Ok(Pattern::Literals(_))
+        ));
+        assert!(matches!(
+            Pattern::compile("cluster-2"),
+            Ok(Pattern::Literals(_))
+        ));
+        assert!(matches!(Pattern::compile("a.b"), Ok(Pattern::Regex(_))));
     }
 }
