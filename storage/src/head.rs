@@ -360,8 +360,14 @@ impl Index {
         }
     }
 
+    /// Series ids that may match `matchers`: the postings of the most
+    /// selective matcher that does not match the empty string (all series
+    /// when every matcher does). The caller checks every matcher on each
+    /// candidate, so only the smallest posting set is built: intersecting
+    /// them all built (and sorted) tens of thousands of ids for a
+    /// `cluster="x"` matcher to keep a handful.
     fn candidates(&self, matchers: &[Matcher]) -> Vec<u32> {
-        let mut sets: Vec<Vec<u32>> = Vec::new();
+        let mut best: Option<(usize, &Matcher)> = None;
         for m in matchers {
             if m.matches_empty() {
                 continue;
@@ -369,27 +375,38 @@ impl Index {
             let Some(values) = self.postings.get(&m.name) else {
                 return Vec::new();
             };
-            let mut ids: Vec<u32> = match m.op {
-                MatchOp::Equal => values.get(&m.value).cloned().unwrap_or_default(),
+            let size = match m.op {
+                MatchOp::Equal => values.get(&m.value).map_or(0, Vec::len),
                 _ => values
                     .iter()
                     .filter(|(v, _)| m.matches(v))
-                    .flat_map(|(_, ids)| ids.iter().copied())
-                    .collect(),
+                    .map(|(_, ids)| ids.len())
+                    .sum(),
             };
-            ids.sort_unstable();
-            ids.dedup();
-            sets.push(ids);
+            if size == 0 {
+                return Vec::new();
+            }
+            if best.is_none_or(|(b, _)| size < b) {
+                best = Some((size, m));
+            }
         }
-        if sets.is_empty() {
+        let Some((_, m)) = best else {
             return (0..self.series.len() as u32).collect();
-        }
-        sets.sort_by_key(|s| s.len());
-        let mut result = sets.swap_remove(0);
-        for other in &sets {
-            result.retain(|id| other.binary_search(id).is_ok());
-        }
-        result
+        };
+        let Some(values) = self.postings.get(&m.name) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<u32> = match m.op {
+            MatchOp::Equal => values.get(&m.value).cloned().unwrap_or_default(),
+            _ => values
+                .iter()
+                .filter(|(v, _)| m.matches(v))
+                .flat_map(|(_, ids)| ids.iter().copied())
+                .collect(),
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     fn matching(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<u32> {
