@@ -130,6 +130,7 @@ async fn aggregator(args: AggregatorArgs) -> Result<()> {
     let listener = bind(&config.listen).await?;
     let hub = Hub::open(config).await?;
     let shutdown = Shutdown::on_signals();
+    reload_rules_on_sighup(hub.state());
     hub.serve(listener, shutdown.wait()).await?;
     Ok(())
 }
@@ -182,6 +183,26 @@ fn reload_on_sighup(handle: fleetwatch_collector::ReloadHandle) {
     });
     #[cfg(not(unix))]
     drop(handle);
+}
+
+/// Reloads the hub's rules on every SIGHUP (Unix only), as
+/// `POST /-/reload` does.
+fn reload_rules_on_sighup(state: std::sync::Arc<fleetwatch_aggregator::hub::AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; use POST /-/reload");
+            return;
+        };
+        // Ends with the process; the outcome is logged by the reload.
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the rules");
+            let _ = fleetwatch_aggregator::hub::reload_rules(&state).await;
+        }
+    });
+    #[cfg(not(unix))]
+    drop(state);
 }
 
 async fn simulate(args: SimulateArgs) -> Result<()> {

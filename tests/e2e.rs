@@ -9,6 +9,7 @@ mod e2e {
     pub mod cli;
     pub mod collector_crash;
     pub mod collector_faults;
+    pub mod collector_federation;
     pub mod collector_identity;
     pub mod collector_outage;
     pub mod collector_queue_support;
@@ -24,6 +25,7 @@ mod e2e {
     pub mod peers;
     pub mod pipeline;
     pub mod restart;
+    pub mod rules_reload;
     pub mod rules_test;
     pub mod support;
 }

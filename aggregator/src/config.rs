@@ -43,6 +43,10 @@ pub struct HubConfig {
     /// against it); the working directory without a file.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// The file the config was loaded from: a rule reload (SIGHUP,
+    /// `POST /-/reload`) re-reads it.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// Prometheus's `alerting` section.
@@ -335,6 +339,7 @@ impl Default for HubConfig {
             rules: RuleSettings::default(),
             external_url: None,
             base_dir: None,
+            config_file: None,
         }
     }
 }
@@ -367,6 +372,7 @@ impl HubConfig {
         })?;
         let mut config = Self::from_yaml(&text, &path.display().to_string())?;
         config.base_dir = path.parent().map(Path::to_path_buf);
+        config.config_file = Some(path.to_path_buf());
         Ok(config)
     }
 }

@@ -119,10 +119,10 @@ impl Hub {
             tasks.push(w.spawn());
         }
         let db = Arc::clone(&self.state.db);
-        tasks.extend(setup.manager.start(
+        setup.manager.start(
             db.clone() as Arc<dyn fleetwatch_storage::Queryable>,
             Arc::new(rules::HeadAppender(db)),
-        ));
+        );
         tasks
     }
 
@@ -148,6 +148,9 @@ impl Hub {
         maintenance.abort();
         for t in rule_tasks {
             t.abort();
+        }
+        if let Some(rules) = &self.state.rules {
+            rules.stop();
         }
         self.state.ready.store(false, Ordering::Relaxed);
         persist_metadata(&self.state).await;
@@ -236,6 +239,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/admin/tsdb/flush", post(api::admin::flush))
         .route("/-/healthy", get(api::health::healthy))
         .route("/-/ready", get(api::health::ready))
+        .route("/-/reload", post(api::rules::reload))
         .merge(api::loki::routes())
         .route("/metrics", get(api::health::metrics))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -243,6 +247,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 mod rules;
+pub use rules::reload_rules;
 
 #[cfg(test)]
 mod tests;

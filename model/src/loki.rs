@@ -348,7 +348,10 @@ pub fn parse_stream_labels(input: &str) -> Result<Labels, LokiError> {
         }
         let name = &inner[start..pos];
         if name.is_empty() {
-            return Err(err(format!("expected a label name at offset {}", start + 1)));
+            return Err(err(format!(
+                "expected a label name at offset {}",
+                start + 1
+            )));
         }
         skip_ws(&mut pos);
         if bytes.get(pos) != Some(&b'=') {
@@ -661,8 +664,8 @@ mod tests {
     fn json_round_trip() {
         let body = encode_json(&[stream()]);
         assert_eq!(decode_json(body.as_bytes()).unwrap(), vec![stream()]);
-        let e = decode_json(br#"{"streams":[{"stream":{"a":"b"},"values":[["x","l"]]}]}"#)
-            .unwrap_err();
+        let e =
+            decode_json(br#"{"streams":[{"stream":{"a":"b"},"values":[["x","l"]]}]}"#).unwrap_err();
         assert!(e.to_string().contains("Unix nanoseconds"), "{e}");
         assert!(decode_json(b"{").is_err());
     }
@@ -680,7 +683,10 @@ mod tests {
         body.extend_from_slice(&[0, 0, 0, 0]);
         let e = decode_protobuf(&body, 1 << 20).unwrap_err();
         assert_eq!(e.reason(), "too_large");
-        assert!(e.to_string().contains("declared decompressed length"), "{e}");
+        assert!(
+            e.to_string().contains("declared decompressed length"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -742,7 +748,9 @@ mod tests {
             .to_string()
             .contains("3 label names; limit 2"));
         assert_eq!(
-            validate_push(&[s], &lim, now, now + 1).unwrap_err().reason(),
+            validate_push(&[s], &lim, now, now + 1)
+                .unwrap_err()
+                .reason(),
             "too_old"
         );
     }

@@ -279,3 +279,69 @@ fn recording_rules_store_results_with_labels() {
     assert_eq!(got[1].0.get("team"), Some("infra"));
     assert_eq!(got[1].1, vec![Sample::new(0, 2.0)]);
 }
+
+#[test]
+fn a_reloaded_group_keeps_the_state_of_unchanged_rules_and_marks_dropped_series_stale() {
+    let env = Env::new();
+    let x = Labels::from_pairs([("__name__", "x"), ("job", "a")]);
+    env.store.add(x, (0..=4).map(|i| Sample::new(i * M, 1.0)));
+    let two = r#"
+groups:
+  - name: g
+    rules:
+      - alert: High
+        expr: x > 0
+        for: 2m
+      - record: job:x:sum
+        expr: sum by (job) (x)
+"#;
+    let mut old = group(two);
+    for i in 0..3 {
+        env.eval(&mut old, i * M);
+    }
+    assert_eq!(alert_rule(&old).state(), AlertState::Firing);
+    assert!(old.same_definition(&group(two)), "same file, same group");
+
+    // High unchanged, the recording rule gone, a new alert added.
+    let changed = r#"
+groups:
+  - name: g
+    rules:
+      - alert: High
+        expr: x > 0
+        for: 2m
+      - alert: Other
+        expr: x > 0
+        for: 1h
+"#;
+    let mut new = group(changed);
+    assert!(!old.same_definition(&new));
+    new.copy_state(&old);
+    let kept = alert_rule(&new).active.values().next().expect("alert kept");
+    assert_eq!((kept.state, kept.active_at_ms), (AlertState::Firing, 0));
+    env.eval(&mut new, 3 * M);
+    let kept = alert_rule(&new).active.values().next().expect("alert kept");
+    assert_eq!((kept.state, kept.active_at_ms), (AlertState::Firing, 0));
+    match &new.rules[1].kind {
+        RuleKind::Alerting(a) => {
+            let other = a.active.values().next().expect("new alert");
+            assert_eq!(
+                (other.state, other.active_at_ms),
+                (AlertState::Pending, 3 * M)
+            );
+        }
+        RuleKind::Recording(_) => panic!("not an alerting rule"),
+    }
+    let recorded = series(&env.store, "job:x:sum");
+    let last = recorded[0].1.last().expect("samples");
+    assert_eq!(last.timestamp_ms, 3 * M);
+    assert!(
+        is_stale_nan(last.value),
+        "the dropped rule's series is stale"
+    );
+
+    // A changed expression starts over.
+    let mut other_expr = group(&two.replace("x > 0", "x > 0.5"));
+    other_expr.copy_state(&old);
+    assert!(alert_rule(&other_expr).active.is_empty());
+}

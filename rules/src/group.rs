@@ -69,6 +69,35 @@ impl RuleEntry {
             RuleKind::Recording(r) => &r.name,
         }
     }
+
+    /// Whether `other` is the same rule as written in its file: kind,
+    /// name, expression, labels, and for alerts `for`, `keep_firing_for`
+    /// and annotations.
+    pub fn same_definition(&self, other: &RuleEntry) -> bool {
+        match (&self.kind, &other.kind) {
+            (RuleKind::Alerting(a), RuleKind::Alerting(b)) => {
+                a.name == b.name
+                    && a.expr == b.expr
+                    && a.for_ms == b.for_ms
+                    && a.keep_firing_for_ms == b.keep_firing_for_ms
+                    && a.labels == b.labels
+                    && a.annotations == b.annotations
+            }
+            (RuleKind::Recording(a), RuleKind::Recording(b)) => {
+                a.name == b.name && a.expr == b.expr && a.labels == b.labels
+            }
+            _ => false,
+        }
+    }
+
+    /// The identity under which a reload keeps a rule's state: kind, name,
+    /// labels and expression.
+    fn identity(&self) -> (bool, &str, &BTreeMap<String, String>, &str) {
+        match &self.kind {
+            RuleKind::Alerting(r) => (true, &r.name, &r.labels, &r.expr),
+            RuleKind::Recording(r) => (false, &r.name, &r.labels, &r.expr),
+        }
+    }
 }
 
 /// What one group evaluation produced.
@@ -97,6 +126,9 @@ pub struct Group {
     pub last_eval_ms: i64,
     /// How long the last evaluation took, seconds.
     pub eval_secs: f64,
+    /// Series of rules dropped by a reload, marked stale at the next
+    /// evaluation.
+    stale_series: Vec<Labels>,
 }
 
 fn ms(
@@ -172,7 +204,86 @@ impl Group {
             rules,
             last_eval_ms: 0,
             eval_secs: 0.0,
+            stale_series: Vec::new(),
         })
+    }
+
+    /// Whether `other` is this group as written in its file (same name,
+    /// file, interval, limit and rules in the same order): a reload keeps
+    /// such a group running untouched.
+    pub fn same_definition(&self, other: &Group) -> bool {
+        self.name == other.name
+            && self.file == other.file
+            && self.interval_ms == other.interval_ms
+            && self.limit == other.limit
+            && self.rules.len() == other.rules.len()
+            && self
+                .rules
+                .iter()
+                .zip(&other.rules)
+                .all(|(a, b)| a.same_definition(b))
+    }
+
+    /// Takes over the state of `from`, the group this one replaces after
+    /// a reload, as Prometheus's `CopyState` does: each rule whose kind,
+    /// name, labels and expression are unchanged keeps its alerts (with
+    /// their `activeAt`), its health and the series it wrote last (so the
+    /// ones that disappear are marked stale); the series of rules that
+    /// are gone are marked stale at the next evaluation.
+    pub fn copy_state(&mut self, from: &Group) {
+        self.last_eval_ms = from.last_eval_ms;
+        self.eval_secs = from.eval_secs;
+        let mut used = vec![false; from.rules.len()];
+        for rule in &mut self.rules {
+            let Some(fi) = from
+                .rules
+                .iter()
+                .enumerate()
+                .position(|(i, old)| !used[i] && old.identity() == rule.identity())
+            else {
+                continue;
+            };
+            used[fi] = true;
+            let old = &from.rules[fi];
+            rule.prev_series = old.prev_series.clone();
+            rule.health = old.health;
+            rule.last_error = old.last_error.clone();
+            rule.last_eval_ms = old.last_eval_ms;
+            rule.eval_secs = old.eval_secs;
+            if let (RuleKind::Alerting(new), RuleKind::Alerting(old)) = (&mut rule.kind, &old.kind)
+            {
+                new.active = old.active.clone();
+                new.restored = old.restored;
+            }
+        }
+        self.stale_series = from.stale_series.clone();
+        for (old, used) in from.rules.iter().zip(used) {
+            if !used {
+                self.stale_series.extend(old.prev_series.iter().cloned());
+            }
+        }
+    }
+
+    /// Every series the group's rules wrote at their last evaluation (and
+    /// those still to be marked stale): what a removed group marks stale.
+    pub fn written_series(&self) -> Vec<Labels> {
+        let mut out: Vec<Labels> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.prev_series.iter().cloned())
+            .chain(self.stale_series.iter().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether an alerting rule still waits for its `for` state to be
+    /// restored.
+    pub fn awaits_restore(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(&r.kind, RuleKind::Alerting(a) if !a.restored))
     }
 
     /// Marks every alerting rule as waiting for its `for` state to be
@@ -185,8 +296,8 @@ impl Group {
         }
     }
 
-    /// Restores the `for` state of every alerting rule (see
-    /// [`AlertingRule::restore_for_state`]).
+    /// Restores the `for` state of every alerting rule not restored yet
+    /// (see [`AlertingRule::restore_for_state`]).
     pub fn restore_for_state(
         &mut self,
         ctx: &EvalContext<'_>,
@@ -196,7 +307,9 @@ impl Group {
     ) {
         for r in &mut self.rules {
             if let RuleKind::Alerting(a) = &mut r.kind {
-                a.restore_for_state(ctx, ts_ms, grace_ms, outage_tolerance_ms);
+                if !a.restored {
+                    a.restore_for_state(ctx, ts_ms, grace_ms, outage_tolerance_ms);
+                }
             }
         }
     }
@@ -267,6 +380,29 @@ impl Group {
                     self.interval_ms,
                     ctx.external_url,
                 ));
+            }
+        }
+        if !self.stale_series.is_empty() {
+            // Series of rules a reload removed, unless a rule wrote them now.
+            let written: HashSet<&Labels> = self
+                .rules
+                .iter()
+                .flat_map(|r| r.prev_series.iter())
+                .collect();
+            let mut batch: Vec<SeriesSamples> = std::mem::take(&mut self.stale_series)
+                .into_iter()
+                .filter(|l| !written.contains(l))
+                .map(|labels| SeriesSamples {
+                    labels,
+                    samples: vec![Sample::new(ts_ms, STALE_NAN)],
+                })
+                .collect();
+            batch.sort_by(|a, b| a.labels.cmp(&b.labels));
+            batch.dedup_by(|a, b| a.labels == b.labels);
+            if !batch.is_empty() {
+                if let Err(e) = appender.append(batch) {
+                    tracing::warn!(group = %self.name, error = %e, "marking the series of removed rules stale failed");
+                }
             }
         }
         self.last_eval_ms = ts_ms;

@@ -18,7 +18,7 @@ mod validate;
 pub use alerting::{Alert, AlertState, AlertingRule, OutgoingAlert};
 pub use context::{EvalContext, SampleAppender};
 pub use group::{Group, RuleEntry, RuleHealth, RuleKind};
-pub use manager::{expand_rule_files, ManagerOptions, RuleManager};
+pub use manager::{expand_rule_files, load_groups, ManagerOptions, RuleManager, UpdateSummary};
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -79,7 +79,11 @@ fn entries(v: &Value) -> Vec<(i64, String, LabelMap)> {
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
             .collect();
         for e in s["values"].as_array().expect("values") {
-            let ts = e[0].as_str().expect("ns string").parse::<i64>().expect("ns");
+            let ts = e[0]
+                .as_str()
+                .expect("ns string")
+                .parse::<i64>()
+                .expect("ns");
             out.push((ts, e[1].as_str().expect("line").to_string(), labels.clone()));
         }
     }
@@ -111,7 +115,10 @@ fn pushed_lines_come_back_filtered_ordered_and_counted() {
                     (t0 + 2 * SEC, "GET /orders 200"),
                 ],
             ),
-            stream(&[("app", "db"), ("namespace", "prod")], &[(t0, "slow needle-e2e-41 query")]),
+            stream(
+                &[("app", "db"), ("namespace", "prod")],
+                &[(t0, "slow needle-e2e-41 query")],
+            ),
         ],
     );
     assert_eq!(status, 204, "{body}");
@@ -139,7 +146,9 @@ fn pushed_lines_come_back_filtered_ordered_and_counted() {
         ],
         "backward order, only the api stream's needle lines"
     );
-    assert!(got.iter().all(|e| e.2["app"] == "api" && e.2["namespace"] == "prod"));
+    assert!(got
+        .iter()
+        .all(|e| e.2["app"] == "api" && e.2["namespace"] == "prod"));
 
     // Forward with a logfmt-free regex filter and a limit.
     let mut p = range_params(r#"{namespace="prod"} |~ "GET .* 200""#, start, end);
@@ -154,7 +163,11 @@ fn pushed_lines_come_back_filtered_ordered_and_counted() {
         &hub.addr,
         "/loki/api/v1/query",
         &[
-            ("query", r#"sum by (app) (count_over_time({namespace="prod"} |= "needle-e2e-41" [10m]))"#.to_string()),
+            (
+                "query",
+                r#"sum by (app) (count_over_time({namespace="prod"} |= "needle-e2e-41" [10m]))"#
+                    .to_string(),
+            ),
             ("time", (now_ns() / SEC).to_string()),
         ],
     );
@@ -171,14 +184,20 @@ fn pushed_lines_come_back_filtered_ordered_and_counted() {
         })
         .collect();
     counts.sort();
-    assert_eq!(counts, vec![("api".into(), "2".into()), ("db".into(), "1".into())]);
+    assert_eq!(
+        counts,
+        vec![("api".into(), "2".into()), ("db".into(), "1".into())]
+    );
 
     let metrics = http()
         .get(format!("http://{}/metrics", hub.addr))
         .send()
         .and_then(|r| r.text())
         .expect("metrics");
-    assert!(metrics.contains("fleetwatch_loki_lines_received_total 5"), "{metrics}");
+    assert!(
+        metrics.contains("fleetwatch_loki_lines_received_total 5"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -205,7 +224,10 @@ fn acknowledged_pushes_survive_sigkill() {
         .into_iter()
         .map(|e| e.1)
         .collect();
-    assert_eq!(got, sent, "every acknowledged line survives, once, in order");
+    assert_eq!(
+        got, sent,
+        "every acknowledged line survives, once, in order"
+    );
 }
 
 #[test]
@@ -218,10 +240,18 @@ fn grafana_loki_datasource_requests() {
     for ns in ["kubevirt", "monitoring"] {
         for pod in ["a", "b"] {
             let lines: Vec<(i64, String)> = (0..30)
-                .map(|i| (t0 + i * 10 * SEC, format!("level=info ns={ns} pod={pod} i={i}")))
+                .map(|i| {
+                    (
+                        t0 + i * 10 * SEC,
+                        format!("level=info ns={ns} pod={pod} i={i}"),
+                    )
+                })
                 .collect();
             let refs: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
-            streams.push(stream(&[("namespace", ns), ("pod", pod), ("job", "fleet")], &refs));
+            streams.push(stream(
+                &[("namespace", ns), ("pod", pod), ("job", "fleet")],
+                &refs,
+            ));
         }
     }
     let (status, body) = push_proto(&hub.addr, &streams);
@@ -262,7 +292,9 @@ fn grafana_loki_datasource_requests() {
         let last: i64 = values[29][0].as_str().unwrap_or("0").parse().expect("ns");
         assert!(first > last, "backward: newest first");
     }
-    assert!(v["data"]["stats"]["summary"]["totalLinesProcessed"].as_u64().is_some());
+    assert!(v["data"]["stats"]["summary"]["totalLinesProcessed"]
+        .as_u64()
+        .is_some());
     assert_eq!(v["data"]["stats"]["summary"]["totalEntriesReturned"], 60);
 
     let step_start = t0 / SEC * SEC;
@@ -270,7 +302,10 @@ fn grafana_loki_datasource_requests() {
         &hub.addr,
         "/loki/api/v1/query_range",
         &[
-            ("query", r#"sum by (namespace) (count_over_time({job="fleet"}[1m]))"#.to_string()),
+            (
+                "query",
+                r#"sum by (namespace) (count_over_time({job="fleet"}[1m]))"#.to_string(),
+            ),
             ("start", (step_start / SEC).to_string()),
             ("end", ((step_start + 600 * SEC) / SEC).to_string()),
             ("step", "60".to_string()),
@@ -295,13 +330,21 @@ fn grafana_loki_datasource_requests() {
     let v = get(
         &hub.addr,
         "/loki/api/v1/series",
-        &[("match[]", r#"{namespace="monitoring"}"#.to_string()), ("start", start.clone()), ("end", end.clone())],
+        &[
+            ("match[]", r#"{namespace="monitoring"}"#.to_string()),
+            ("start", start.clone()),
+            ("end", end.clone()),
+        ],
     );
     assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
     let v = get(
         &hub.addr,
         "/loki/api/v1/index/stats",
-        &[("query", r#"{job="fleet"}"#.to_string()), ("start", start), ("end", end)],
+        &[
+            ("query", r#"{job="fleet"}"#.to_string()),
+            ("start", start),
+            ("end", end),
+        ],
     );
     assert_eq!(v["streams"], 4);
     assert_eq!(v["entries"], 120);
@@ -382,7 +425,10 @@ fn bad_pushes_are_rejected_whole_with_a_reason() {
     ];
     for (what, (status, body), want) in cases {
         assert_eq!(status, 400, "{what}: {body}");
-        assert!(body.contains(want), "{what}: {body:?} should mention {want:?}");
+        assert!(
+            body.contains(want),
+            "{what}: {body:?} should mention {want:?}"
+        );
     }
     let got = entries(&get(
         &hub.addr,
@@ -406,9 +452,18 @@ fn bad_pushes_are_rejected_whole_with_a_reason() {
                 .ok()
         },
     );
-    for reason in ["line_too_long", "invalid_labels", "too_large", "too_far_in_future", "too_many_streams", "invalid_json"] {
+    for reason in [
+        "line_too_long",
+        "invalid_labels",
+        "too_large",
+        "too_far_in_future",
+        "too_many_streams",
+        "invalid_json",
+    ] {
         assert!(
-            metrics.contains(&format!("fleetwatch_loki_push_requests_rejected_total{{reason=\"{reason}\"}}")),
+            metrics.contains(&format!(
+                "fleetwatch_loki_push_requests_rejected_total{{reason=\"{reason}\"}}"
+            )),
             "{reason}: {metrics}"
         );
     }

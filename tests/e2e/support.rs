@@ -79,6 +79,16 @@ impl Proc {
         false
     }
 
+    /// Sends `signal` (a `kill` name such as `HUP`) to the running process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("process is running");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
     /// Panics if the process has exited, showing its log.
     pub fn assert_running(&mut self) {
         if let Some(c) = self.child.as_mut() {

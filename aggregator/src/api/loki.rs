@@ -119,12 +119,18 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/loki/api/v1/push", post(push))
         .route("/loki/api/v1/query", get(query).post(query))
-        .route("/loki/api/v1/query_range", get(query_range).post(query_range))
+        .route(
+            "/loki/api/v1/query_range",
+            get(query_range).post(query_range),
+        )
         .route("/loki/api/v1/labels", get(labels).post(labels))
         .route("/loki/api/v1/label", get(labels))
         .route("/loki/api/v1/label/{name}/values", get(label_values))
         .route("/loki/api/v1/series", get(series).post(series))
-        .route("/loki/api/v1/index/stats", get(index_stats).post(index_stats))
+        .route(
+            "/loki/api/v1/index/stats",
+            get(index_stats).post(index_stats),
+        )
         .route("/ready", get(ready))
 }
 
@@ -276,15 +282,30 @@ fn store_error(e: LogError) -> (&'static str, WriteError) {
 }
 
 /// A Loki API error: plain text with a status, as Loki answers.
-fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, format!("{}\n", message.into())).into_response()
+#[derive(Debug)]
+pub struct LokiApiError {
+    status: StatusCode,
+    message: String,
 }
 
-fn bad(message: impl Into<String>) -> Response {
+impl IntoResponse for LokiApiError {
+    fn into_response(self) -> Response {
+        (self.status, format!("{}\n", self.message)).into_response()
+    }
+}
+
+fn api_error(status: StatusCode, message: impl Into<String>) -> LokiApiError {
+    LokiApiError {
+        status,
+        message: message.into(),
+    }
+}
+
+fn bad(message: impl Into<String>) -> LokiApiError {
     api_error(StatusCode::BAD_REQUEST, message)
 }
 
-fn logql_error(e: LogqlError) -> Response {
+fn logql_error(e: LogqlError) -> LokiApiError {
     match e {
         LogqlError::Store(e) => {
             tracing::error!(error = %e, "log query failed");
@@ -300,14 +321,15 @@ pub fn parse_loki_time(v: &str) -> Result<i64, String> {
     let err = || format!("cannot parse {v:?} to a valid timestamp");
     if let Some((int, frac)) = v.split_once('.') {
         // Whole seconds and up to nine fraction digits, without float loss.
-        let secs: i64 = int.parse().map_err(|_| err())?;
-        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err());
+        if let (Ok(secs), false) = (int.parse::<i64>(), frac.is_empty()) {
+            if !frac.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+            let nanos: i64 = digits.parse().map_err(|_| err())?;
+            let nanos = if v.starts_with('-') { -nanos } else { nanos };
+            return Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
         }
-        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-        let nanos: i64 = digits.parse().map_err(|_| err())?;
-        let nanos = if v.starts_with('-') { -nanos } else { nanos };
-        return Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
     }
     match v.parse::<i64>() {
         Ok(n) if v.trim_start_matches('-').len() <= 10 => Ok(n.saturating_mul(1_000_000_000)),
@@ -319,14 +341,16 @@ pub fn parse_loki_time(v: &str) -> Result<i64, String> {
     }
 }
 
-fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, Response> {
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, LokiApiError> {
     match p.get(name) {
         None => Ok(default),
-        Some(v) => parse_loki_time(v).map_err(|e| bad(format!("invalid parameter \"{name}\": {e}"))),
+        Some(v) => {
+            parse_loki_time(v).map_err(|e| bad(format!("invalid parameter \"{name}\": {e}")))
+        }
     }
 }
 
-fn limit_param(p: &Params) -> Result<usize, Response> {
+fn limit_param(p: &Params) -> Result<usize, LokiApiError> {
     match p.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(v) => match v.parse::<usize>() {
@@ -341,7 +365,7 @@ fn limit_param(p: &Params) -> Result<usize, Response> {
     }
 }
 
-fn direction_param(p: &Params) -> Result<Direction, Response> {
+fn direction_param(p: &Params) -> Result<Direction, LokiApiError> {
     match p.get("direction").map(str::to_ascii_lowercase).as_deref() {
         None | Some("backward") => Ok(Direction::Backward),
         Some("forward") => Ok(Direction::Forward),
@@ -351,7 +375,7 @@ fn direction_param(p: &Params) -> Result<Direction, Response> {
     }
 }
 
-fn query_param(p: &Params) -> Result<String, Response> {
+fn query_param(p: &Params) -> Result<String, LokiApiError> {
     p.get("query")
         .map(str::to_string)
         .ok_or_else(|| bad("missing parameter \"query\""))
@@ -464,11 +488,14 @@ fn render(out: QueryOutput) -> Value {
 }
 
 async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Response> + Send + 'static,
-) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, format!("query task failed: {e}")))?
+    f: impl FnOnce() -> Result<T, LokiApiError> + Send + 'static,
+) -> Result<T, LokiApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("query task failed: {e}"),
+        )
+    })?
 }
 
 /// `GET|POST /loki/api/v1/query`: instant metric queries.
@@ -510,29 +537,29 @@ pub async fn query_range(State(state): State<Arc<AppState>>, p: Params) -> Respo
     finish(&state, "loki_query_range", r.map(render))
 }
 
-fn finish(state: &AppState, endpoint: &'static str, r: Result<Value, Response>) -> Response {
+fn finish(state: &AppState, endpoint: &'static str, r: Result<Value, LokiApiError>) -> Response {
     match r {
         Ok(v) => {
             state.metrics.count_query(endpoint, "success");
             Json(v).into_response()
         }
-        Err(resp) => {
+        Err(e) => {
             state.metrics.count_query(endpoint, "error");
-            resp
+            e.into_response()
         }
     }
 }
 
 /// Matchers of an optional `query` selector (label endpoints) or of
 /// `match[]` selectors (series).
-fn selector_matchers(q: &str) -> Result<Vec<fleetwatch_model::Matcher>, Response> {
+fn selector_matchers(q: &str) -> Result<Vec<fleetwatch_model::Matcher>, LokiApiError> {
     match logql::parse(q).map_err(|e| bad(e.to_string()))? {
         logql::ast::Expr::Log(l) => Ok(l.matchers),
         logql::ast::Expr::Metric(_) => Err(bad(format!("{q:?} is not a stream selector"))),
     }
 }
 
-fn range(p: &Params) -> Result<(i64, i64), Response> {
+fn range(p: &Params) -> Result<(i64, i64), LokiApiError> {
     let end = time_param(p, "end", now_ns())?;
     let start = time_param(p, "start", end.saturating_sub(DEFAULT_LOOKBACK_NS))?;
     // Label requests are inclusive of `end`.
@@ -553,7 +580,7 @@ pub async fn labels(State(state): State<Arc<AppState>>, p: Params) -> Response {
         };
         Ok(data(json!(state.logs.label_names(&m, start, end))))
     })();
-    r.unwrap_or_else(|e: Response| e)
+    r.unwrap_or_else(|e: LokiApiError| e.into_response())
 }
 
 /// `GET /loki/api/v1/label/<name>/values`.
@@ -570,7 +597,7 @@ pub async fn label_values(
         };
         Ok(data(json!(state.logs.label_values(&name, &m, start, end))))
     })();
-    r.unwrap_or_else(|e: Response| e)
+    r.unwrap_or_else(|e: LokiApiError| e.into_response())
 }
 
 /// `GET|POST /loki/api/v1/series`.
@@ -598,7 +625,7 @@ pub async fn series(State(state): State<Arc<AppState>>, p: Params) -> Response {
         }
         Ok(data(json!(out)))
     })();
-    r.unwrap_or_else(|e: Response| e)
+    r.unwrap_or_else(|e: LokiApiError| e.into_response())
 }
 
 /// `GET|POST /loki/api/v1/index/stats`: streams, chunks (partitions),
@@ -637,7 +664,7 @@ pub async fn index_stats(State(state): State<Arc<AppState>>, p: Params) -> Respo
         .await
     }
     .await;
-    r.unwrap_or_else(|e| e)
+    r.unwrap_or_else(|e| e.into_response())
 }
 
 #[cfg(test)]
@@ -646,12 +673,18 @@ mod tests {
 
     #[test]
     fn loki_times() {
-        assert_eq!(parse_loki_time("1700000000").unwrap(), 1_700_000_000_000_000_000);
+        assert_eq!(
+            parse_loki_time("1700000000").unwrap(),
+            1_700_000_000_000_000_000
+        );
         assert_eq!(
             parse_loki_time("1700000000123456789").unwrap(),
             1_700_000_000_123_456_789
         );
-        assert_eq!(parse_loki_time("1700000000.5").unwrap(), 1_700_000_000_500_000_000);
+        assert_eq!(
+            parse_loki_time("1700000000.5").unwrap(),
+            1_700_000_000_500_000_000
+        );
         assert_eq!(
             parse_loki_time("2023-11-14T22:13:20.000000001Z").unwrap(),
             1_700_000_000_000_000_001

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use fleetwatch_rules::template::fmt_e_shortest;
 use fleetwatch_rules::{Alert, AlertState, Group, RuleKind};
@@ -174,6 +175,19 @@ pub async fn rules(
         .filter_map(|g| group_json(g, &filter))
         .collect();
     Ok(Json(success(json!({ "groups": groups }))))
+}
+
+/// `POST /-/reload`: reloads the rules (see
+/// [`crate::hub::reload_rules`]); 200 with what changed, or 500 with why
+/// nothing did (the rules in force keep running).
+pub async fn reload(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    match crate::hub::reload_rules(&state).await {
+        Ok(summary) => (StatusCode::OK, format!("rules reloaded: {summary}\n")),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        ),
+    }
 }
 
 /// `GET /api/v1/alerts`: every pending and firing alert.

@@ -1,7 +1,7 @@
 //! Wiring rule evaluation into the hub: the rule manager built from the
 //! config, its notifiers, and the appender writing results into the head.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +9,12 @@ use fleetwatch_model::remote_write::SeriesSamples;
 use fleetwatch_query::EngineOptions;
 use fleetwatch_rules::notify::alertmanager::{AlertmanagerNotifier, AlertmanagerOptions};
 use fleetwatch_rules::notify::webhook::{parse_matcher, WebhookNotifier, WebhookOptions};
-use fleetwatch_rules::{expand_rule_files, ManagerOptions, RuleManager, SampleAppender};
+use fleetwatch_rules::{
+    expand_rule_files, load_groups, ManagerOptions, RuleManager, SampleAppender,
+};
 use fleetwatch_storage::Db;
 
+use crate::hub::AppState;
 use crate::{HubConfig, HubError};
 
 /// Writes rule results into the head (durably, through the WAL).
@@ -59,28 +62,35 @@ pub fn external_url(config: &HubConfig) -> String {
         .to_string()
 }
 
-/// Builds the rule manager and notifiers from `config` (none without
-/// rule files). Rule files that fail to load fail the start.
-pub fn setup(config: &HubConfig, engine: &EngineOptions) -> Result<Option<RuleSetup>, HubError> {
-    if config.rule_files.is_empty() {
-        return Ok(None);
-    }
-    let base = config
-        .base_dir
-        .clone()
-        .unwrap_or_else(|| Path::new(".").to_path_buf());
-    let files =
-        expand_rule_files(&config.rule_files, &base).map_err(|e| config_error(e.to_string()))?;
-    let external_url = external_url(config);
-    let opts = ManagerOptions {
+/// The rule manager's options from `config`.
+fn manager_options(config: &HubConfig, engine: &EngineOptions) -> ManagerOptions {
+    ManagerOptions {
         default_interval_ms: config.global.evaluation_interval.unwrap_or(60_000).max(1),
         external_labels: config.global.external_labels.clone(),
-        external_url: external_url.clone(),
+        external_url: external_url(config),
         for_grace_period_ms: config.rules.for_grace_period.unwrap_or(600_000),
         outage_tolerance_ms: config.rules.for_outage_tolerance.unwrap_or(3_600_000),
         resend_delay_ms: config.rules.resend_delay.unwrap_or(60_000),
         engine: engine.clone(),
-    };
+    }
+}
+
+/// The rule files of `config`, globs expanded.
+fn rule_files(config: &HubConfig) -> Result<Vec<PathBuf>, HubError> {
+    let base = config
+        .base_dir
+        .clone()
+        .unwrap_or_else(|| Path::new(".").to_path_buf());
+    expand_rule_files(&config.rule_files, &base).map_err(|e| config_error(e.to_string()))
+}
+
+/// Builds the rule manager (without groups when there are no rule files,
+/// so a reload can add some) and the notifiers from `config`; always
+/// `Some`. Rule files that fail to load fail the start.
+pub fn setup(config: &HubConfig, engine: &EngineOptions) -> Result<Option<RuleSetup>, HubError> {
+    let files = rule_files(config)?;
+    let external_url = external_url(config);
+    let opts = manager_options(config, engine);
     let mut manager = RuleManager::load(&files, opts).map_err(|e| config_error(e.to_string()))?;
     let urls: Vec<String> = config
         .alerting
@@ -147,4 +157,80 @@ pub fn setup(config: &HubConfig, engine: &EngineOptions) -> Result<Option<RuleSe
         alertmanager,
         webhooks,
     }))
+}
+
+/// Reloads the rules (SIGHUP, `POST /-/reload`): re-reads the config file
+/// the hub started from (or, without one, the start config's rule files),
+/// then its rule files, and replaces the rule groups; groups and rules
+/// that did not change keep their state (see [`RuleManager::update`]).
+/// `rule_files`, `global.evaluation_interval`, `global.external_labels`,
+/// `external_url` and the `rules` timings take effect; a change of
+/// `alerting`, `receivers` or `rules.notification_queue_capacity` needs a
+/// restart and is refused, as are a config or rule file that does not load
+/// or validate: then nothing changes and the rules in force keep running.
+/// Other sections are not reloaded. Returns what changed, or why nothing
+/// did.
+pub async fn reload_rules(state: &AppState) -> Result<String, String> {
+    let Some(manager) = &state.rules else {
+        return Err("rule evaluation is not set up".to_string());
+    };
+    let outcome = reload(state, manager).await;
+    manager.record_reload(outcome.is_ok());
+    match &outcome {
+        Ok(summary) => tracing::info!(%summary, "rules reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "rule reload refused; the rules in force keep running")
+        }
+    }
+    outcome
+}
+
+async fn reload(state: &AppState, manager: &Arc<RuleManager>) -> Result<String, String> {
+    let path = state.config.config_file.clone();
+    let start_config = state.config.clone();
+    let engine = state.engine.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let config = match &path {
+            Some(path) => HubConfig::load(path).map_err(|e| e.to_string())?,
+            None => start_config.clone(),
+        };
+        // Notifiers are built once at start; these sections are compared
+        // through their Debug form (the config types have no PartialEq).
+        let restart_needed = [
+            (
+                "alerting",
+                format!("{:?}", config.alerting) != format!("{:?}", start_config.alerting),
+            ),
+            (
+                "receivers",
+                format!("{:?}", config.receivers) != format!("{:?}", start_config.receivers),
+            ),
+            (
+                "rules.notification_queue_capacity",
+                config.rules.notification_queue_capacity
+                    != start_config.rules.notification_queue_capacity,
+            ),
+        ];
+        if let Some((section, _)) = restart_needed.iter().find(|(_, changed)| *changed) {
+            return Err(format!(
+                "{section} changed: notifier changes need a restart; nothing was changed"
+            ));
+        }
+        let files = rule_files(&config).map_err(|e| e.to_string())?;
+        let opts = manager_options(&config, &engine);
+        let groups = load_groups(&files, &opts).map_err(|e| e.to_string())?;
+        Ok((groups, opts, files.len()))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?;
+    let (groups, opts, files) = loaded?;
+    let (count, rules) = (
+        groups.len(),
+        groups.iter().map(|g| g.rules.len()).sum::<usize>(),
+    );
+    let s = manager.update(groups, opts).await;
+    Ok(format!(
+        "{files} rule files, {count} groups, {rules} rules ({} unchanged, {} changed, {} added, {} removed groups)",
+        s.unchanged, s.changed, s.added, s.removed
+    ))
 }

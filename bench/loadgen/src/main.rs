@@ -9,6 +9,7 @@
 
 mod format;
 mod generate;
+mod logs;
 mod query;
 mod send;
 
@@ -34,6 +35,10 @@ enum Command {
     Send(send::SendArgs),
     /// Time a range query (median of several runs).
     Query(query::QueryArgs),
+    /// Write pod logs as pre-encoded Loki push bodies.
+    LogsGenerate(logs::LogsGenerateArgs),
+    /// Replay a logs load file against a Loki push URL.
+    LogsSend(logs::LogsSendArgs),
 }
 
 fn main() -> Result<()> {
@@ -41,5 +46,7 @@ fn main() -> Result<()> {
         Command::Generate(args) => generate::run(&args),
         Command::Send(args) => send::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::LogsGenerate(args) => logs::generate(&args),
+        Command::LogsSend(args) => logs::send(&args),
     }
 }

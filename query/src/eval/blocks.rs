@@ -51,7 +51,10 @@ fn has_histograms(data: &[LoadedSeries]) -> bool {
 
 /// What a block computes per series and window: the function's value,
 /// or `None` for no sample.
-pub(crate) type WindowFn<'f> = dyn Fn(&[Sample], &RangeArg<'_>, i64) -> Option<f64> + 'f;
+/// `resets` is the window's counter-reset correction when the block
+/// computed it from running sums (see [`Evaluator::range_block_result`]).
+pub(crate) type WindowFn<'f> =
+    dyn Fn(&[Sample], &RangeArg<'_>, i64, Option<f64>) -> Option<f64> + 'f;
 
 impl Evaluator {
     /// The result at grid step `idx` (time `t`) of a range function over
@@ -65,13 +68,14 @@ impl Evaluator {
         ms: &MatrixSelector,
         idx: usize,
         f: &WindowFn<'_>,
+        needs_resets: bool,
         on_series: &dyn Fn(&fleetwatch_model::Labels),
         drop_name: bool,
     ) -> Result<Option<Vec<VSample>>> {
         if let Some(taken) = self.take_block_step(node, idx) {
             return Ok(taken);
         }
-        let mut block = self.compute_block(ms, idx, f, on_series, drop_name)?;
+        let mut block = self.compute_block(ms, idx, f, needs_resets, on_series, drop_name)?;
         let out = block.steps.first_mut().and_then(Option::take);
         self.range_blocks.borrow_mut().insert(node, block);
         Ok(out)
@@ -93,6 +97,7 @@ impl Evaluator {
         ms: &MatrixSelector,
         first: usize,
         f: &WindowFn<'_>,
+        needs_resets: bool,
         on_series: &dyn Fn(&fleetwatch_model::Labels),
         drop_name: bool,
     ) -> Result<Block> {
@@ -118,11 +123,30 @@ impl Evaluator {
         let range = duration_ms(&ms.range);
         let mut steps: Vec<Vec<VSample>> = times.iter().map(|_| Vec::new()).collect();
         let mut kept = Vec::new();
+        let mut resets: Vec<f64> = Vec::new();
         for (n, sd) in data.iter().enumerate() {
             if n % 1024 == 0 {
                 self.check_deadline()?;
             }
             let samples = sd.samples.as_slice();
+            // Running sums of counter-reset corrections: a window's
+            // correction is then one subtraction instead of a scan of the
+            // window (overlapping windows share the work). Not used when a
+            // sum is not finite (inf - inf).
+            resets.clear();
+            if needs_resets {
+                let mut acc = 0.0;
+                resets.push(acc);
+                for w in samples.windows(2) {
+                    if w[1].value < w[0].value {
+                        acc += w[0].value;
+                    }
+                    resets.push(acc);
+                }
+                if !acc.is_finite() {
+                    resets.clear();
+                }
+            }
             let (mut a, mut b) = (0usize, 0usize);
             let mut seen = false;
             for (k, &t) in times.iter().enumerate() {
@@ -138,7 +162,12 @@ impl Evaluator {
                 let Some(window) = samples.get(a..b).filter(|w| !w.is_empty()) else {
                     continue;
                 };
-                let window = if window.iter().any(|s| is_stale_nan(s.value)) {
+                let stale = window.iter().any(|s| is_stale_nan(s.value));
+                let window_resets = match (resets.get(a), resets.get(b.wrapping_sub(1))) {
+                    (Some(from), Some(to)) if !stale => Some(to - from),
+                    _ => None,
+                };
+                let window = if stale {
                     kept.clear();
                     kept.extend(window.iter().filter(|s| !is_stale_nan(s.value)));
                     if kept.is_empty() {
@@ -157,7 +186,11 @@ impl Evaluator {
                     range_start: lo,
                     range_end: te,
                 };
-                if let (Some(value), Some(out)) = (f(window, &arg, t), steps.get_mut(k)) {
+                let value = match window_resets {
+                    Some(r) => f(window, &arg, t, Some(r)),
+                    None => f(window, &arg, t, None),
+                };
+                if let (Some(value), Some(out)) = (value, steps.get_mut(k)) {
                     out.push(VSample {
                         drop_name,
                         ..VSample::new(Arc::clone(&sd.labels), value, t)

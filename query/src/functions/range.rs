@@ -186,9 +186,13 @@ fn from_block(
             }
         }
     };
-    let f = |s: &[Sample], arg: &RangeArg<'_>, t: i64| eval_one(name, s, arg, t, p0, p1);
+    let f = |s: &[Sample], arg: &RangeArg<'_>, t: i64, resets: Option<f64>| match (name, resets) {
+        ("rate" | "increase", Some(r)) => extrapolated_rate_with(s, arg, Some(r), name == "rate"),
+        _ => eval_one(name, s, arg, t, p0, p1),
+    };
     let node = std::ptr::from_ref(ms) as usize;
-    ev.range_block_result(node, ms, idx, &f, &on_series, !keep_name)
+    let needs_resets = matches!(name, "rate" | "increase");
+    ev.range_block_result(node, ms, idx, &f, needs_resets, &on_series, !keep_name)
 }
 
 /// One series' result, or `None` when the function yields no sample.
@@ -271,21 +275,34 @@ fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    let resets = is_counter.then(|| counter_resets(s));
+    extrapolated_rate_with(s, arg, resets, is_rate)
+}
+
+/// What counter resets add to a window's increase: the value before each
+/// drop.
+pub(crate) fn counter_resets(s: &[Sample]) -> f64 {
+    s.windows(2)
+        .filter(|w| w[1].value < w[0].value)
+        .map(|w| w[0].value)
+        .sum()
+}
+
+/// [`extrapolated_rate`] with the counter-reset correction given (`None`
+/// for `delta`, which has none).
+fn extrapolated_rate_with(
+    s: &[Sample],
+    arg: &RangeArg<'_>,
+    resets: Option<f64>,
+    is_rate: bool,
+) -> Option<f64> {
     if s.len() < 2 {
         return None;
     }
     let first = s.first()?;
     let last = s.last()?;
-    let mut result = last.value - first.value;
-    if is_counter {
-        let mut prev = first.value;
-        for x in s.iter().skip(1) {
-            if x.value < prev {
-                result += prev;
-            }
-            prev = x.value;
-        }
-    }
+    let is_counter = resets.is_some();
+    let result = last.value - first.value + resets.unwrap_or(0.0);
     let mut to_start = (first.timestamp_ms - arg.range_start) as f64 / 1000.0;
     let mut to_end = (arg.range_end - last.timestamp_ms) as f64 / 1000.0;
     let sampled = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;

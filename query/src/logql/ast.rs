@@ -28,10 +28,8 @@ impl LogExpr {
         let mut out = Vec::new();
         for s in &self.stages {
             match s {
-                Stage::LineFilter(f) if f.op == LineOp::Contains => {
-                    if !f.value.is_empty() {
-                        out.push(f.value.clone());
-                    }
+                Stage::LineFilter(f) if f.op == LineOp::Contains && !f.value.is_empty() => {
+                    out.push(f.value.clone());
                 }
                 Stage::LineFormat(_) => break,
                 _ => {}

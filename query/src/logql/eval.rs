@@ -77,7 +77,11 @@ impl QueryOutput {
 }
 
 /// Runs a range query: a log query returns streams, a metric query a matrix.
-pub fn query_range(store: &LogStore, query: &str, p: &LogqlParams) -> Result<QueryOutput, LogqlError> {
+pub fn query_range(
+    store: &LogStore,
+    query: &str,
+    p: &LogqlParams,
+) -> Result<QueryOutput, LogqlError> {
     let started = Instant::now();
     if p.end_ns < p.start_ns {
         return Err(LogqlError::BadData {
@@ -122,7 +126,11 @@ pub fn query_range(store: &LogStore, query: &str, p: &LogqlParams) -> Result<Que
 }
 
 /// Runs an instant query (metric queries only, as Loki).
-pub fn query_instant(store: &LogStore, query: &str, time_ns: i64) -> Result<QueryOutput, LogqlError> {
+pub fn query_instant(
+    store: &LogStore,
+    query: &str,
+    time_ns: i64,
+) -> Result<QueryOutput, LogqlError> {
     let started = Instant::now();
     match parse(query)? {
         Expr::Log(_) => Err(LogqlError::BadData {
@@ -207,7 +215,10 @@ fn eval_metric(
             inner,
         } => {
             let (series, stats) = eval_metric(store, inner, steps)?;
-            Ok((aggregate(*op, *param, grouping.as_ref(), series, steps.len()), stats))
+            Ok((
+                aggregate(*op, *param, grouping.as_ref(), series, steps.len()),
+                stats,
+            ))
         }
     }
 }
@@ -318,7 +329,13 @@ fn group_key(labels: &LabelMap, g: Option<&Grouping>) -> LabelMap {
     }
 }
 
-fn aggregate(op: AggOp, param: Option<f64>, g: Option<&Grouping>, series: SeriesSet, n: usize) -> SeriesSet {
+fn aggregate(
+    op: AggOp,
+    param: Option<f64>,
+    g: Option<&Grouping>,
+    series: SeriesSet,
+    n: usize,
+) -> SeriesSet {
     let mut groups: BTreeMap<LabelMap, Vec<usize>> = BTreeMap::new();
     for (i, (labels, _)) in series.iter().enumerate() {
         groups.entry(group_key(labels, g)).or_default().push(i);
@@ -327,6 +344,8 @@ fn aggregate(op: AggOp, param: Option<f64>, g: Option<&Grouping>, series: Series
         let k = param.unwrap_or(1.0).max(1.0) as usize;
         let mut keep: Vec<Vec<Option<f64>>> = series.iter().map(|_| vec![None; n]).collect();
         for members in groups.values() {
+            // `step` indexes both the series' values and `keep`.
+            #[allow(clippy::needless_range_loop)]
             for step in 0..n {
                 let mut vals: Vec<(usize, f64)> = members
                     .iter()

@@ -7,7 +7,11 @@ const MAX_DEPTH: usize = 64;
 
 /// The flattened pairs of a JSON object, or `None` if `s` is not one.
 pub fn flatten(s: &str) -> Option<Vec<(String, String)>> {
-    let mut p = P { b: s.as_bytes(), s, i: 0 };
+    let mut p = P {
+        b: s.as_bytes(),
+        s,
+        i: 0,
+    };
     let mut out = Vec::new();
     p.ws();
     p.object("", 0, &mut out)?;
@@ -33,7 +37,12 @@ impl P<'_> {
         (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
     }
 
-    fn object(&mut self, prefix: &str, depth: usize, out: &mut Vec<(String, String)>) -> Option<()> {
+    fn object(
+        &mut self,
+        prefix: &str,
+        depth: usize,
+        out: &mut Vec<(String, String)>,
+    ) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
@@ -111,7 +120,8 @@ impl P<'_> {
     fn scalar(&mut self) -> Option<&str> {
         let start = self.i;
         while self.i < self.b.len()
-            && (self.b[self.i].is_ascii_alphanumeric() || matches!(self.b[self.i], b'.' | b'-' | b'+'))
+            && (self.b[self.i].is_ascii_alphanumeric()
+                || matches!(self.b[self.i], b'.' | b'-' | b'+'))
         {
             self.i += 1;
         }

@@ -20,7 +20,9 @@ mod json;
 mod parser;
 mod pipeline;
 
-pub use eval::{query_instant, query_range, LogqlParams, QueryOutput, Sample, Series, StreamEntries};
+pub use eval::{
+    query_instant, query_range, LogqlParams, QueryOutput, Sample, Series, StreamEntries,
+};
 pub use parser::parse;
 pub use pipeline::LabelMap;
 

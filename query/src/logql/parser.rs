@@ -57,7 +57,10 @@ impl<'a> Parser<'a> {
     fn err(&self, msg: &str) -> LogqlError {
         let before = &self.s[..self.pos.min(self.s.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map(|i| self.pos - i).unwrap_or(self.pos + 1);
+        let col = before
+            .rfind('\n')
+            .map(|i| self.pos - i)
+            .unwrap_or(self.pos + 1);
         LogqlError::Parse {
             message: format!("parse error at line {line}, col {col}: syntax error: {msg}"),
         }
@@ -73,7 +76,9 @@ impl<'a> Parser<'a> {
                 self.pos += c.len_utf8();
             } else if c == '#' {
                 // Comment to end of line.
-                let n = self.s[self.pos..].find('\n').unwrap_or(self.s.len() - self.pos);
+                let n = self.s[self.pos..]
+                    .find('\n')
+                    .unwrap_or(self.s.len() - self.pos);
                 self.pos += n;
             } else {
                 break;
@@ -152,7 +157,10 @@ impl<'a> Parser<'a> {
                 }
                 b'\\' => {
                     out.push_str(&rest[run..i]);
-                    let c = bytes.get(i + 1).copied().ok_or_else(|| self.err("unterminated string"))?;
+                    let c = bytes
+                        .get(i + 1)
+                        .copied()
+                        .ok_or_else(|| self.err("unterminated string"))?;
                     match c {
                         b'n' => out.push('\n'),
                         b't' => out.push('\t'),
@@ -183,9 +191,10 @@ impl<'a> Parser<'a> {
             .map(|(i, _)| i)
             .unwrap_or(rest.len());
         let tok = &rest[..n];
-        let v = tok.parse::<f64>().ok().or_else(|| {
-            parse_duration_ms(tok).ok().map(|ms| ms as f64 / 1000.0)
-        })?;
+        let v = tok
+            .parse::<f64>()
+            .ok()
+            .or_else(|| parse_duration_ms(tok).ok().map(|ms| ms as f64 / 1000.0))?;
         self.pos += n;
         Some(v)
     }
@@ -268,7 +277,9 @@ impl<'a> Parser<'a> {
         let mut labels = Vec::new();
         if !self.eat(")") {
             loop {
-                let l = self.ident().ok_or_else(|| self.err("expected a label name"))?;
+                let l = self
+                    .ident()
+                    .ok_or_else(|| self.err("expected a label name"))?;
                 labels.push(l);
                 if self.eat(")") {
                     break;
@@ -282,9 +293,12 @@ impl<'a> Parser<'a> {
     fn duration_until(&mut self, end: char) -> Result<i64, LogqlError> {
         self.ws();
         let rest = &self.s[self.pos..];
-        let n = rest.find(end).ok_or_else(|| self.err(&format!("expected {end:?}")))?;
+        let n = rest
+            .find(end)
+            .ok_or_else(|| self.err(&format!("expected {end:?}")))?;
         let tok = rest[..n].trim();
-        let ms = parse_duration_ms(tok).map_err(|_| self.err(&format!("invalid duration {tok:?}")))?;
+        let ms =
+            parse_duration_ms(tok).map_err(|_| self.err(&format!("invalid duration {tok:?}")))?;
         if ms <= 0 {
             return Err(self.err("range must be positive"));
         }
@@ -301,7 +315,8 @@ impl<'a> Parser<'a> {
             .map(|(i, _)| i)
             .unwrap_or(rest.len());
         let tok = &rest[..n];
-        let ms = parse_duration_ms(tok).map_err(|_| self.err(&format!("invalid duration {tok:?}")))?;
+        let ms =
+            parse_duration_ms(tok).map_err(|_| self.err(&format!("invalid duration {tok:?}")))?;
         self.pos += n;
         Ok(ms.saturating_mul(1_000_000))
     }
@@ -411,7 +426,9 @@ impl<'a> Parser<'a> {
             self.expect(")")?;
             return Ok(f);
         }
-        let name = self.ident().ok_or_else(|| self.err("expected a label name"))?;
+        let name = self
+            .ident()
+            .ok_or_else(|| self.err("expected a label name"))?;
         self.ws();
         let ops: [(&str, Option<MatchOp>, CmpOp); 8] = [
             ("==", Some(MatchOp::Equal), CmpOp::Eq),
@@ -461,7 +478,9 @@ impl<'a> Parser<'a> {
             return Err(self.err("a stream selector needs at least one matcher"));
         }
         loop {
-            let name = self.ident().ok_or_else(|| self.err("expected a label name"))?;
+            let name = self
+                .ident()
+                .ok_or_else(|| self.err("expected a label name"))?;
             if !is_valid_label_name(&name) {
                 return Err(self.err(&format!("invalid label name {name:?}")));
             }
@@ -502,7 +521,11 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
         let j = after
             .find("}}")
             .ok_or_else(|| format!("unterminated action in template {t:?}"))?;
-        let action = after[..j].trim().trim_start_matches('-').trim_end_matches('-').trim();
+        let action = after[..j]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
         let name = action
             .strip_prefix('.')
             .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
@@ -533,7 +556,9 @@ mod tests {
         assert_eq!(l.matchers.len(), 2);
         assert_eq!(l.stages.len(), 6);
         assert_eq!(l.literal_contains(), vec!["error".to_string()]);
-        let Stage::LineFormat(t) = &l.stages[5] else { panic!() };
+        let Stage::LineFormat(t) = &l.stages[5] else {
+            panic!()
+        };
         assert_eq!(
             t,
             &vec![
@@ -546,14 +571,20 @@ mod tests {
 
     #[test]
     fn parses_metric_queries() {
-        let Expr::Metric(MetricExpr::Aggregate { op, grouping, inner, .. }) =
-            parse(r#"sum by (namespace) (count_over_time({app="x"} |= "a" [5m]))"#).unwrap()
+        let Expr::Metric(MetricExpr::Aggregate {
+            op,
+            grouping,
+            inner,
+            ..
+        }) = parse(r#"sum by (namespace) (count_over_time({app="x"} |= "a" [5m]))"#).unwrap()
         else {
             panic!()
         };
         assert_eq!(op, AggOp::Sum);
         assert_eq!(grouping.unwrap().labels, vec!["namespace"]);
-        assert!(matches!(*inner, MetricExpr::Range { func: RangeFunc::CountOverTime, range_ns, .. } if range_ns == 300_000_000_000));
+        assert!(
+            matches!(*inner, MetricExpr::Range { func: RangeFunc::CountOverTime, range_ns, .. } if range_ns == 300_000_000_000)
+        );
         assert!(parse(r#"topk(3, sum without (pod) (rate({a="b"}[1m])))"#).is_ok());
         assert!(parse(r#"sum(bytes_rate({a="b"}[1m])) by (a)"#).is_ok());
     }
@@ -565,7 +596,10 @@ mod tests {
         let e = parse(r#"{app="x"} |= "#).unwrap_err().to_string();
         assert!(e.starts_with("parse error at line 1, col"), "{e}");
         assert!(parse(r#"count_over_time({app="x"})"#).is_err());
-        assert!(parse(r#"{app="x"} | pattern "<a>""#).unwrap_err().to_string().contains("not supported"));
+        assert!(parse(r#"{app="x"} | pattern "<a>""#)
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
         assert!(parse(r#"{app="x"} extra"#).is_err());
     }
 }

@@ -16,7 +16,11 @@ pub type LabelMap = BTreeMap<String, String>;
 /// Runs `expr`'s stages over one entry. Returns the final labels and line,
 /// or `None` when a filter drops it. Labels are only materialised when a
 /// stage needs them.
-pub fn run<'a>(expr: &LogExpr, stream: &Labels, line: &'a str) -> Option<(Option<LabelMap>, Cow<'a, str>)> {
+pub fn run<'a>(
+    expr: &LogExpr,
+    stream: &Labels,
+    line: &'a str,
+) -> Option<(Option<LabelMap>, Cow<'a, str>)> {
     let mut line: Cow<'a, str> = Cow::Borrowed(line);
     let mut labels: Option<LabelMap> = None;
     let base = |labels: &mut Option<LabelMap>| {
@@ -108,7 +112,13 @@ fn insert_extracted(m: &mut LabelMap, stream: &Labels, k: String, v: String) {
 fn sanitize(k: &str) -> String {
     let mut out: String = k
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.as_bytes().first().is_some_and(|b| b.is_ascii_digit()) {
         out.insert(0, '_');
@@ -220,13 +230,22 @@ mod tests {
     #[test]
     fn filters_parsers_and_format() {
         let s = Labels::from_pairs([("app", "api"), ("level", "x")]);
-        let q = log(r#"{app="api"} |= "GET" | logfmt | status >= 500 | line_format "{{.method}} {{.status}} {{.level_extracted}}""#);
+        let q = log(
+            r#"{app="api"} |= "GET" | logfmt | status >= 500 | line_format "{{.method}} {{.status}} {{.level_extracted}}""#,
+        );
         let (_, line) = run(&q, &s, r#"method=GET status=503 level=error msg="a b""#).unwrap();
         assert_eq!(line, "GET 503 error");
         assert!(run(&q, &s, "method=GET status=200").is_none());
         assert!(run(&q, &s, "method=POST status=503").is_none());
-        let q = log(r#"{app="api"} | json | level="error" or code=~"5.." | line_format "{{.req_path}}""#);
-        let (labels, line) = run(&q, &s, r#"{"level":"warn","code":"503","req":{"path":"/x"}}"#).unwrap();
+        let q = log(
+            r#"{app="api"} | json | level="error" or code=~"5.." | line_format "{{.req_path}}""#,
+        );
+        let (labels, line) = run(
+            &q,
+            &s,
+            r#"{"level":"warn","code":"503","req":{"path":"/x"}}"#,
+        )
+        .unwrap();
         assert_eq!(line, "/x");
         assert_eq!(labels.unwrap()["level_extracted"], "warn");
         let q = log(r#"{app="api"} | json"#);

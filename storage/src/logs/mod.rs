@@ -157,6 +157,11 @@ pub struct LogStats {
     pub partitions_dropped: AtomicU64,
 }
 
+/// The head may hold this many commits' worth of lines before pushes wait.
+const MAX_HEAD_COMMITS: usize = 2;
+/// How long a push waits for room in the head before it is refused.
+const HEAD_FULL_WAIT: Duration = Duration::from_secs(30);
+
 /// One acknowledged push, held in the head until committed.
 struct Batch {
     seq: u64,
@@ -226,8 +231,11 @@ impl LogStore {
                 continue;
             };
             let start = start_s.saturating_mul(1_000_000_000);
-            let (p, labels) =
-                Partition::open(&entry.path(), start, start.saturating_add(opts.partition_ns))?;
+            let (p, labels) = Partition::open(
+                &entry.path(),
+                start,
+                start.saturating_add(opts.partition_ns),
+            )?;
             max_committed = max_committed.max(*p.committed_seq.lock());
             for l in labels {
                 let id = l.series_hash().0;
@@ -372,8 +380,14 @@ impl LogStore {
         if let Err(e) = self.inner.commit() {
             tracing::error!(error = %e, "final log commit failed");
         }
-        let parts: Vec<Arc<Partition>> =
-            self.inner.state.read().partitions.values().cloned().collect();
+        let parts: Vec<Arc<Partition>> = self
+            .inner
+            .state
+            .read()
+            .partitions
+            .values()
+            .cloned()
+            .collect();
         for p in parts {
             if let Some(w) = p.writer.lock().take() {
                 let _ = w.wait_merging_threads();
@@ -408,6 +422,7 @@ impl Inner {
         if streams.iter().all(|s| s.entries.is_empty()) {
             return Ok(());
         }
+        self.wait_for_room()?;
         let payload = codec::encode(&streams);
         let window = self.opts.out_of_order_window_ns;
         let guard = self.append_lock.lock();
@@ -456,7 +471,9 @@ impl Inner {
         };
         drop(guard);
         self.wal.sync_to(seq)?;
-        self.stats.lines_appended.fetch_add(lines, Ordering::Relaxed);
+        self.stats
+            .lines_appended
+            .fetch_add(lines, Ordering::Relaxed);
         self.stats
             .bytes_appended
             .fetch_add(bytes as u64, Ordering::Relaxed);
@@ -464,6 +481,29 @@ impl Inner {
             self.wake.notify_all();
         }
         Ok(())
+    }
+
+    /// Backpressure: while the uncommitted head holds more than
+    /// `MAX_HEAD_COMMITS` commits' worth of lines, wait (bounded) for the
+    /// committer, then refuse with `Unavailable` (the sender retries).
+    fn wait_for_room(&self) -> Result<(), LogError> {
+        let max = self.opts.commit_bytes.saturating_mul(MAX_HEAD_COMMITS);
+        let deadline = Instant::now() + HEAD_FULL_WAIT;
+        loop {
+            let bytes = self.state.read().head_bytes;
+            if bytes < max {
+                return Ok(());
+            }
+            if Instant::now() >= deadline || self.failed.load(Ordering::Relaxed) {
+                return Err(LogError::Unavailable {
+                    reason: format!(
+                        "{bytes} bytes of log lines wait to be indexed (limit {max}); retry later"
+                    ),
+                });
+            }
+            self.wake.notify_all();
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn committer_loop(&self) {
@@ -513,10 +553,7 @@ impl Inner {
             .join(start.div_euclid(1_000_000_000).to_string());
         let (p, _) = Partition::open(&dir, start, start.saturating_add(self.opts.partition_ns))?;
         let p = Arc::new(p);
-        self.state
-            .write()
-            .partitions
-            .insert(start, Arc::clone(&p));
+        self.state.write().partitions.insert(start, Arc::clone(&p));
         Ok(p)
     }
 
@@ -600,10 +637,12 @@ impl Inner {
                         source,
                     })?;
             }
-            let mut prepared = writer.prepare_commit().map_err(|source| LogError::Tantivy {
-                context: ctx(),
-                source,
-            })?;
+            let mut prepared = writer
+                .prepare_commit()
+                .map_err(|source| LogError::Tantivy {
+                    context: ctx(),
+                    source,
+                })?;
             prepared.set_payload(&seq.to_string());
             prepared.commit().map_err(|source| LogError::Tantivy {
                 context: ctx(),
@@ -697,7 +736,9 @@ impl Inner {
             if let Err(e) = std::fs::remove_dir_all(&p.dir) {
                 tracing::warn!(dir = %p.dir.display(), error = %e, "cannot remove log partition");
             }
-            self.stats.partitions_dropped.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .partitions_dropped
+                .fetch_add(1, Ordering::Relaxed);
             dropped.push(k);
         }
         if !dropped.is_empty() {
@@ -707,7 +748,11 @@ impl Inner {
             for p in st.partitions.values() {
                 live.extend(p.streams.read().iter().copied());
             }
-            for b in st.head.iter().chain(st.frozen.iter().flat_map(|f| f.iter())) {
+            for b in st
+                .head
+                .iter()
+                .chain(st.frozen.iter().flat_map(|f| f.iter()))
+            {
                 live.extend(b.streams.iter().map(|(s, _)| s.id));
             }
             st.streams.retain(|id, _| live.contains(id));

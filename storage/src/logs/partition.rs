@@ -14,7 +14,10 @@ use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST,
     INDEXED, STORED, STRING,
 };
-use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+use tantivy::tokenizer::{
+    LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer, Token, TokenFilter, TokenStream,
+    Tokenizer,
+};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
 use fleetwatch_model::loki::parse_stream_labels;
@@ -77,12 +80,64 @@ pub fn schema() -> (Schema, Fields) {
     )
 }
 
-/// The analyzer of the line field (and of filter strings at query time).
+/// The analyzer of the line field (and of filter strings at query time):
+/// alphanumeric runs, lowercased, without over-long and all-digit tokens.
+/// All-digit tokens (timestamps, counters, durations) are most of a log's
+/// distinct terms and the costliest to index; a filter token that is a
+/// substring of one is all digits too, so it is dropped at query time as
+/// well and the prefilter stays a superset.
 pub fn line_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES + 1))
+        .filter(DropNumbers)
         .filter(LowerCaser)
         .build()
+}
+
+/// Token filter dropping tokens made only of ASCII digits.
+#[derive(Clone, Copy)]
+pub struct DropNumbers;
+
+impl TokenFilter for DropNumbers {
+    type Tokenizer<T: Tokenizer> = DropNumbersWrapper<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> DropNumbersWrapper<T> {
+        DropNumbersWrapper(tokenizer)
+    }
+}
+
+/// [`DropNumbers`] around a tokenizer.
+#[derive(Clone)]
+pub struct DropNumbersWrapper<T>(T);
+
+impl<T: Tokenizer> Tokenizer for DropNumbersWrapper<T> {
+    type TokenStream<'a> = DropNumbersStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        DropNumbersStream(self.0.token_stream(text))
+    }
+}
+
+/// The token stream of [`DropNumbers`].
+pub struct DropNumbersStream<T>(T);
+
+impl<T: TokenStream> TokenStream for DropNumbersStream<T> {
+    fn advance(&mut self) -> bool {
+        while self.0.advance() {
+            if !self.0.token().text.bytes().all(|b| b.is_ascii_digit()) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn token(&self) -> &Token {
+        self.0.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.0.token_mut()
+    }
 }
 
 /// True when `line` has an alphanumeric run longer than the indexed token

@@ -10,7 +10,9 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermSetQuery};
 use tantivy::schema::Value;
-use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyDocument, Term,
+};
 
 use fleetwatch_model::matcher::matches_all;
 use fleetwatch_model::Matcher;
@@ -131,16 +133,19 @@ impl LogStore {
         for (i, (p, searcher)) in snap.parts.iter().enumerate() {
             stats.partitions += 1;
             let docs = search_partition(&snap, p, searcher, sel, false)?;
-            buckets.entry(p.start_ns).or_default().extend(docs.into_iter().map(|d| Cand {
-                ts: d.ts,
-                stream: d.stream,
-                tie: (u64::from(d.seg) << 32) | u64::from(d.doc),
-                src: Source::Doc {
-                    part: i as u32,
-                    seg: d.seg,
-                    doc: d.doc,
-                },
-            }));
+            buckets
+                .entry(p.start_ns)
+                .or_default()
+                .extend(docs.into_iter().map(|d| Cand {
+                    ts: d.ts,
+                    stream: d.stream,
+                    tie: (u64::from(d.seg) << 32) | u64::from(d.doc),
+                    src: Source::Doc {
+                        part: i as u32,
+                        seg: d.seg,
+                        doc: d.doc,
+                    },
+                }));
         }
         for (bi, b) in snap.head.iter().enumerate() {
             for (si, (info, entries)) in b.streams.iter().enumerate() {
@@ -200,9 +205,7 @@ impl LogStore {
                         if !sel.contains.iter().all(|s| line.contains(s.as_str())) {
                             return true;
                         }
-                        let meta = parse_meta(
-                            d.get_first(p.fields.meta).and_then(|v| v.as_str()),
-                        );
+                        let meta = parse_meta(d.get_first(p.fields.meta).and_then(|v| v.as_str()));
                         stats.lines_matched += 1;
                         go = visit(info, c.ts, line, &meta);
                         true
@@ -212,8 +215,8 @@ impl LogStore {
                         stream,
                         entry,
                     } => {
-                        let e = &snap.head[batch as usize].streams[stream as usize].1
-                            [entry as usize];
+                        let e =
+                            &snap.head[batch as usize].streams[stream as usize].1[entry as usize];
                         stats.lines_examined += 1;
                         stats.bytes_examined += e.line.len() as u64;
                         if !sel.contains.iter().all(|s| e.line.contains(s.as_str())) {
@@ -286,7 +289,12 @@ impl LogStore {
 
     /// Streams matching `matchers` with entries in partitions (or the head)
     /// overlapping `[start_ns, end_ns)`, sorted by labels.
-    pub fn streams(&self, matchers: &[Matcher], start_ns: i64, end_ns: i64) -> Vec<Arc<StreamInfo>> {
+    pub fn streams(
+        &self,
+        matchers: &[Matcher],
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Vec<Arc<StreamInfo>> {
         let snap = self.snapshot(matchers, start_ns, end_ns);
         let mut ids: BTreeSet<u64> = BTreeSet::new();
         for (p, _) in &snap.parts {
@@ -424,7 +432,10 @@ fn search_partition(
     }
     let query: Box<dyn Query> = match must.len() {
         0 => Box::new(AllQuery),
-        1 => must.pop().map(|(_, q)| q).unwrap_or_else(|| Box::new(AllQuery)),
+        1 => must
+            .pop()
+            .map(|(_, q)| q)
+            .unwrap_or_else(|| Box::new(AllQuery)),
         _ => Box::new(BooleanQuery::new(must)),
     };
     let collector = HitCollector {
@@ -454,22 +465,36 @@ struct HitSegment {
     start_ns: i64,
     end_ns: i64,
     hits: Vec<Hit>,
+    buf_ts: Vec<Option<i64>>,
+    buf_stream: Vec<Option<u64>>,
+    buf_len: Vec<Option<u64>>,
 }
 
 impl Collector for HitCollector {
     type Fruit = Vec<Hit>;
     type Child = HitSegment;
 
-    fn for_segment(&self, seg: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<HitSegment> {
+    fn for_segment(
+        &self,
+        seg: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<HitSegment> {
         let ff = reader.fast_fields();
         Ok(HitSegment {
             seg,
             ts: ff.i64("ts")?,
             stream: ff.u64("stream")?,
-            len: if self.with_len { Some(ff.u64("len")?) } else { None },
+            len: if self.with_len {
+                Some(ff.u64("len")?)
+            } else {
+                None
+            },
             start_ns: self.start_ns,
             end_ns: self.end_ns,
             hits: Vec::new(),
+            buf_ts: Vec::new(),
+            buf_stream: Vec::new(),
+            buf_len: Vec::new(),
         })
     }
 
@@ -499,6 +524,35 @@ impl SegmentCollector for HitSegment {
             seg: self.seg,
             doc,
         });
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        // Columnar reads of a whole block are cheaper than one per doc.
+        let n = docs.len();
+        self.buf_ts.clear();
+        self.buf_ts.resize(n, None);
+        self.ts.first_vals(docs, &mut self.buf_ts);
+        self.buf_stream.clear();
+        self.buf_stream.resize(n, None);
+        self.stream.first_vals(docs, &mut self.buf_stream);
+        self.buf_len.clear();
+        self.buf_len.resize(n, None);
+        if let Some(len) = &self.len {
+            len.first_vals(docs, &mut self.buf_len);
+        }
+        for (i, &doc) in docs.iter().enumerate() {
+            let Some(ts) = self.buf_ts[i] else { continue };
+            if ts < self.start_ns || ts >= self.end_ns {
+                continue;
+            }
+            self.hits.push(Hit {
+                ts,
+                stream: self.buf_stream[i].unwrap_or(0),
+                len: self.buf_len[i].unwrap_or(0),
+                seg: self.seg,
+                doc,
+            });
+        }
     }
 
     fn harvest(self) -> Vec<Hit> {

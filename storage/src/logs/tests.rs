@@ -58,7 +58,10 @@ fn visible_before_and_after_commit_and_after_reopen() {
         let store = LogStore::open(opts(dir.path())).unwrap();
         store
             .append(vec![
-                stream("api", &[(BASE, "GET /a 200"), (BASE + 2, "GET /b needle-7f3a 500")]),
+                stream(
+                    "api",
+                    &[(BASE, "GET /a 200"), (BASE + 2, "GET /b needle-7f3a 500")],
+                ),
                 stream("db", &[(BASE + 1, "slow query")]),
             ])
             .unwrap();
@@ -79,7 +82,7 @@ fn visible_before_and_after_commit_and_after_reopen() {
         std::mem::forget(store);
     }
     let store = LogStore::open(opts(dir.path())).unwrap();
-    assert_eq!(store.stats().wal_replayed_records.load(Ordering::Relaxed) >= 1, true);
+    assert!(store.stats().wal_replayed_records.load(Ordering::Relaxed) >= 1);
     let all = read(&store, &sel, &[], Direction::Forward);
     assert_eq!(all.len(), 3, "{all:?}");
     store.commit().unwrap();
@@ -90,7 +93,10 @@ fn visible_before_and_after_commit_and_after_reopen() {
     assert_eq!(read(&store, &re, &["query"], Direction::Forward).len(), 1);
     assert_eq!(read(&store, &re, &["uer"], Direction::Forward).len(), 1);
     assert_eq!(read(&store, &re, &["Query"], Direction::Forward).len(), 0);
-    assert_eq!(store.label_values("app", &[], i64::MIN, i64::MAX), vec!["api", "db"]);
+    assert_eq!(
+        store.label_values("app", &[], i64::MIN, i64::MAX),
+        vec!["api", "db"]
+    );
     assert_eq!(
         store.label_names(&sel, i64::MIN, i64::MAX),
         vec!["app", "namespace"]
@@ -118,7 +124,9 @@ fn visible_before_and_after_commit_and_after_reopen() {
 fn limit_stops_early_and_order_is_kept_across_sources() {
     let dir = tempfile::tempdir().unwrap();
     let store = LogStore::open(opts(dir.path())).unwrap();
-    let lines: Vec<(i64, String)> = (0..2000).map(|i| (BASE + i * 1000, format!("line {i}"))).collect();
+    let lines: Vec<(i64, String)> = (0..2000)
+        .map(|i| (BASE + i * 1000, format!("line {i}")))
+        .collect();
     let refs: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
     store.append(vec![stream("api", &refs[..1000])]).unwrap();
     store.commit().unwrap();
@@ -139,7 +147,13 @@ fn limit_stops_early_and_order_is_kept_across_sources() {
             },
         )
         .unwrap();
-    assert_eq!(got, (1995..2000).rev().map(|i| BASE + i * 1000).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        (1995..2000)
+            .rev()
+            .map(|i| BASE + i * 1000)
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -148,17 +162,42 @@ fn out_of_order_window_and_long_tokens() {
     let mut o = opts(dir.path());
     o.out_of_order_window_ns = 1_000;
     let store = LogStore::open(o).unwrap();
-    store.append(vec![stream("a", &[(BASE + 5_000, "x")])]).unwrap();
-    store.append(vec![stream("a", &[(BASE + 4_500, "late but ok")])]).unwrap();
+    store
+        .append(vec![stream("a", &[(BASE + 5_000, "x")])])
+        .unwrap();
+    store
+        .append(vec![stream("a", &[(BASE + 4_500, "late but ok")])])
+        .unwrap();
     let e = store
         .append(vec![stream("a", &[(BASE + 3_000, "too late")])])
         .unwrap_err();
-    assert!(e.is_bad_data() && e.to_string().contains("entry too far behind"), "{e}");
+    assert!(
+        e.is_bad_data() && e.to_string().contains("entry too far behind"),
+        "{e}"
+    );
     let long = format!("blob {}end tail", "z".repeat(400));
     store.append(vec![stream("b", &[(BASE, &long)])]).unwrap();
     store.commit().unwrap();
-    assert_eq!(read(&store, &[Matcher::equal("app", "b")], &["zzend"], Direction::Forward).len(), 1);
-    assert_eq!(read(&store, &[Matcher::equal("app", "a")], &["late"], Direction::Forward).len(), 1);
+    assert_eq!(
+        read(
+            &store,
+            &[Matcher::equal("app", "b")],
+            &["zzend"],
+            Direction::Forward
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        read(
+            &store,
+            &[Matcher::equal("app", "a")],
+            &["late"],
+            Direction::Forward
+        )
+        .len(),
+        1
+    );
 }
 
 #[test]
@@ -175,7 +214,12 @@ fn retention_drops_whole_partitions() {
     let dropped = store.apply_retention(BASE + 5 * H);
     assert_eq!(dropped.len(), 1);
     assert_eq!(
-        read(&store, &[Matcher::equal("app", "a")], &[], Direction::Forward),
+        read(
+            &store,
+            &[Matcher::equal("app", "a")],
+            &[],
+            Direction::Forward
+        ),
         vec![(BASE + 5 * H, "new".to_string())]
     );
 }

@@ -101,7 +101,10 @@ impl Wal {
             if good < len {
                 report.truncated_bytes += len - good;
                 tracing::warn!(path = %path.display(), cut = len - good, "cutting torn log WAL tail");
-                let f = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io(path))?;
                 f.set_len(good).map_err(io(path))?;
                 f.sync_all().map_err(io(path))?;
             }
@@ -185,6 +188,12 @@ impl Wal {
     pub fn remove_up_to(&self, seq: u64) -> usize {
         let mut inner = self.inner.lock();
         let mut removed = 0;
+        // Everything committed: start a fresh segment so the old one can go.
+        if inner.bytes > 0 && seq.saturating_add(1) >= inner.next_seq {
+            if let Err(e) = self.rotate(&mut inner) {
+                tracing::warn!(error = %e, "cannot rotate the log WAL");
+            }
+        }
         // Segment i holds seqs [first_i, first_{i+1}); removable when
         // first_{i+1} - 1 <= seq. The open (last) segment is never removed.
         while inner.segments.len() > 1 && inner.segments[1].0 <= seq.saturating_add(1) {

@@ -55,7 +55,11 @@ fn store(dir: &Scratch) -> LogStore {
                     .map(|i| {
                         (
                             BASE + i * S,
-                            format!("level={} status={} msg=\"req {i}\"", if i % 2 == 0 { "info" } else { "error" }, 200 + i * 50),
+                            format!(
+                                "level={} status={} msg=\"req {i}\"",
+                                if i % 2 == 0 { "info" } else { "error" },
+                                200 + i * 50
+                            ),
                         )
                     })
                     .collect(),
@@ -72,7 +76,11 @@ fn store(dir: &Scratch) -> LogStore {
     // Half committed into the index, the rest stays in the head.
     store.commit().unwrap();
     store
-        .append(vec![mk("prod", "api-2", vec![(BASE + 20 * S, "level=error status=503 msg=late".into())])])
+        .append(vec![mk(
+            "prod",
+            "api-2",
+            vec![(BASE + 20 * S, "level=error status=503 msg=late".into())],
+        )])
         .unwrap();
     store
 }
@@ -88,7 +96,9 @@ fn params(limit: usize, direction: Direction) -> LogqlParams {
 }
 
 fn lines(out: &QueryOutput) -> Vec<String> {
-    let QueryOutput::Streams(s, ..) = out else { panic!("streams expected") };
+    let QueryOutput::Streams(s, ..) = out else {
+        panic!("streams expected")
+    };
     let mut all: Vec<(i64, String)> = s.iter().flat_map(|s| s.entries.clone()).collect();
     all.sort();
     all.into_iter().map(|e| e.1).collect()
@@ -98,7 +108,12 @@ fn lines(out: &QueryOutput) -> Vec<String> {
 fn log_queries() {
     let dir = Scratch::new("log");
     let st = store(&dir);
-    let out = query_range(&st, r#"{namespace="prod"} |= "error" | logfmt | status >= 400"#, &params(100, Direction::Backward)).unwrap();
+    let out = query_range(
+        &st,
+        r#"{namespace="prod"} |= "error" | logfmt | status >= 400"#,
+        &params(100, Direction::Backward),
+    )
+    .unwrap();
     assert_eq!(
         lines(&out),
         vec![
@@ -108,15 +123,32 @@ fn log_queries() {
             "level=error status=503 msg=late",
         ]
     );
-    let QueryOutput::Streams(streams, ..) = &out else { panic!() };
+    let QueryOutput::Streams(streams, ..) = &out else {
+        panic!()
+    };
     // logfmt labels become part of the stream identity.
     assert!(streams.iter().all(|s| s.labels["level"] == "error"));
-    let out = query_range(&st, r#"{namespace="prod"}"#, &params(3, Direction::Backward)).unwrap();
-    let QueryOutput::Streams(streams, ..) = &out else { panic!() };
-    let mut ts: Vec<i64> = streams.iter().flat_map(|s| s.entries.iter().map(|e| e.0)).collect();
+    let out = query_range(
+        &st,
+        r#"{namespace="prod"}"#,
+        &params(3, Direction::Backward),
+    )
+    .unwrap();
+    let QueryOutput::Streams(streams, ..) = &out else {
+        panic!()
+    };
+    let mut ts: Vec<i64> = streams
+        .iter()
+        .flat_map(|s| s.entries.iter().map(|e| e.0))
+        .collect();
     ts.sort();
     assert_eq!(ts, vec![BASE + 8 * S, BASE + 9 * S, BASE + 20 * S]);
-    let out = query_range(&st, r#"{namespace="dev"} | json | n > 1 | line_format "n={{.n}}""#, &params(100, Direction::Forward)).unwrap();
+    let out = query_range(
+        &st,
+        r#"{namespace="dev"} | json | n > 1 | line_format "n={{.n}}""#,
+        &params(100, Direction::Forward),
+    )
+    .unwrap();
     assert_eq!(lines(&out), vec!["n=2", "n=3"]);
     let e = query_instant(&st, r#"{namespace="dev"}"#, BASE).unwrap_err();
     assert!(e.to_string().contains("not supported as an instant query"));
@@ -126,24 +158,66 @@ fn log_queries() {
 fn metric_queries() {
     let dir = Scratch::new("metric");
     let st = store(&dir);
-    let out = query_range(&st, r#"sum by (namespace) (count_over_time({namespace=~".+"}[1m]))"#, &params(0, Direction::Backward)).unwrap();
-    let QueryOutput::Matrix(series, ..) = &out else { panic!() };
+    let out = query_range(
+        &st,
+        r#"sum by (namespace) (count_over_time({namespace=~".+"}[1m]))"#,
+        &params(0, Direction::Backward),
+    )
+    .unwrap();
+    let QueryOutput::Matrix(series, ..) = &out else {
+        panic!()
+    };
     assert_eq!(series.len(), 2);
-    let dev = series.iter().find(|s| s.labels["namespace"] == "dev").unwrap();
+    let dev = series
+        .iter()
+        .find(|s| s.labels["namespace"] == "dev")
+        .unwrap();
     assert_eq!(dev.points[0], (BASE, 1.0));
     assert_eq!(dev.points[1], (BASE + 10 * S, 4.0));
-    let prod = series.iter().find(|s| s.labels["namespace"] == "prod").unwrap();
+    let prod = series
+        .iter()
+        .find(|s| s.labels["namespace"] == "prod")
+        .unwrap();
     assert_eq!(prod.points[2], (BASE + 20 * S, 11.0));
-    let out = query_instant(&st, r#"count_over_time({namespace="prod"} |= "error" | logfmt | level="error" [1m])"#, BASE + 30 * S).unwrap();
-    let QueryOutput::Vector(v, ..) = &out else { panic!() };
+    let out = query_instant(
+        &st,
+        r#"count_over_time({namespace="prod"} |= "error" | logfmt | level="error" [1m])"#,
+        BASE + 30 * S,
+    )
+    .unwrap();
+    let QueryOutput::Vector(v, ..) = &out else {
+        panic!()
+    };
     assert_eq!(v.iter().map(|s| s.value).sum::<f64>(), 6.0);
-    let out = query_instant(&st, r#"sum(rate({namespace="prod"} |= "error"[10s]))"#, BASE + 10 * S).unwrap();
-    let QueryOutput::Vector(v, ..) = &out else { panic!() };
+    let out = query_instant(
+        &st,
+        r#"sum(rate({namespace="prod"} |= "error"[10s]))"#,
+        BASE + 10 * S,
+    )
+    .unwrap();
+    let QueryOutput::Vector(v, ..) = &out else {
+        panic!()
+    };
     assert_eq!(v[0].value, 0.5);
-    let out = query_instant(&st, r#"topk(1, sum by (pod) (bytes_over_time({namespace="prod"}[1m])))"#, BASE + 30 * S).unwrap();
-    let QueryOutput::Vector(v, ..) = &out else { panic!() };
+    let out = query_instant(
+        &st,
+        r#"topk(1, sum by (pod) (bytes_over_time({namespace="prod"}[1m])))"#,
+        BASE + 30 * S,
+    )
+    .unwrap();
+    let QueryOutput::Vector(v, ..) = &out else {
+        panic!()
+    };
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].labels["pod"], "api-1");
-    let e = query_range(&st, r#"count_over_time({a="b"}[1m])"#, &LogqlParams { step_ns: 1, ..params(0, Direction::Forward) }).unwrap_err();
+    let e = query_range(
+        &st,
+        r#"count_over_time({a="b"}[1m])"#,
+        &LogqlParams {
+            step_ns: 1,
+            ..params(0, Direction::Forward)
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("11,000 points"));
 }
