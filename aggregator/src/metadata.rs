@@ -205,7 +205,10 @@ mod tests {
         assert_eq!(store.len(), 2);
         let all = store.query(None, None, None);
         assert_eq!(all["up"].as_array().map(Vec::len), Some(1));
-        assert_eq!(all["reqs_total"].as_array().map(Vec::len), Some(MAX_PER_FAMILY));
+        assert_eq!(
+            all["reqs_total"].as_array().map(Vec::len),
+            Some(MAX_PER_FAMILY)
+        );
         assert_eq!(all["up"][0]["type"], "gauge");
         assert_eq!(all["up"][0]["help"], "Target is up.");
         let one = store.query(Some("up"), None, None);

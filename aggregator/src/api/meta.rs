@@ -132,7 +132,9 @@ pub async fn metadata(
     };
     let (limit, per_metric) = (positive("limit")?, positive("limit_per_metric")?);
     let metric = params.get("metric").filter(|m| !m.is_empty());
-    Ok(Json(success(state.metadata.query(metric, limit, per_metric))))
+    Ok(Json(success(
+        state.metadata.query(metric, limit, per_metric),
+    )))
 }
 
 /// `GET|POST /api/v1/query_exemplars`: exemplars are not stored; the

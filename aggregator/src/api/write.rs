@@ -79,16 +79,16 @@ async fn handle(
             Ok((samples, metadata))
         },
     )
-        .await
-        .map_err(|e| {
-            (
-                "internal",
-                WriteError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: format!("write task failed: {e}"),
-                },
-            )
-        })??;
+    .await
+    .map_err(|e| {
+        (
+            "internal",
+            WriteError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("write task failed: {e}"),
+            },
+        )
+    })??;
     state
         .metrics
         .write_samples_received
