@@ -25,6 +25,7 @@ use crate::histogram::{CounterResetHint, HistogramPoint};
 use crate::source::Source;
 use crate::value::{MSeries, VSample, Value};
 
+pub(crate) use blocks::RangeFn;
 pub(crate) use preload::selector_matchers;
 
 /// The default subquery step when none is given (Prometheus's default

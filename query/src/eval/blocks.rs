@@ -51,6 +51,19 @@ fn has_histograms(data: &[LoadedSeries]) -> bool {
 
 /// What a block computes per series and window: the function's value,
 /// or `None` for no sample.
+/// A range function as blocks compute it.
+#[derive(Clone, Copy)]
+pub(crate) struct RangeFn<'f> {
+    /// The function over one window.
+    pub window: &'f WindowFn<'f>,
+    /// Whether `window` takes counter-reset corrections (`rate`, `increase`).
+    pub needs_resets: bool,
+    /// Called once per series with samples in a block (for annotations).
+    pub on_series: &'f dyn Fn(&fleetwatch_model::Labels),
+    /// Marks results to drop their metric name.
+    pub drop_name: bool,
+}
+
 /// `resets` is the window's counter-reset correction when the block
 /// computed it from running sums (see [`Evaluator::range_block_result`]).
 pub(crate) type WindowFn<'f> =
@@ -67,15 +80,12 @@ impl Evaluator {
         node: usize,
         ms: &MatrixSelector,
         idx: usize,
-        f: &WindowFn<'_>,
-        needs_resets: bool,
-        on_series: &dyn Fn(&fleetwatch_model::Labels),
-        drop_name: bool,
+        func: &RangeFn<'_>,
     ) -> Result<Option<Vec<VSample>>> {
         if let Some(taken) = self.take_block_step(node, idx) {
             return Ok(taken);
         }
-        let mut block = self.compute_block(ms, idx, f, needs_resets, on_series, drop_name)?;
+        let mut block = self.compute_block(ms, idx, func)?;
         let out = block.steps.first_mut().and_then(Option::take);
         self.range_blocks.borrow_mut().insert(node, block);
         Ok(out)
@@ -96,11 +106,14 @@ impl Evaluator {
         &self,
         ms: &MatrixSelector,
         first: usize,
-        f: &WindowFn<'_>,
-        needs_resets: bool,
-        on_series: &dyn Fn(&fleetwatch_model::Labels),
-        drop_name: bool,
+        func: &RangeFn<'_>,
     ) -> Result<Block> {
+        let RangeFn {
+            window: f,
+            needs_resets,
+            on_series,
+            drop_name,
+        } = *func;
         let Some((grid_start, step, count)) = self.grid.get() else {
             return Ok(Block {
                 first,

@@ -9,7 +9,7 @@ use super::label::absent_labels;
 use super::range_hist;
 use crate::annotations::{invalid_quantile, possible_non_counter};
 use crate::error::{QueryError, Result};
-use crate::eval::{Evaluator, RangeArg};
+use crate::eval::{Evaluator, RangeArg, RangeFn};
 use crate::stats::{self, kahan_inc};
 use crate::value::{VSample, Value};
 
@@ -191,8 +191,13 @@ fn from_block(
         _ => eval_one(name, s, arg, t, p0, p1),
     };
     let node = std::ptr::from_ref(ms) as usize;
-    let needs_resets = matches!(name, "rate" | "increase");
-    ev.range_block_result(node, ms, idx, &f, needs_resets, &on_series, !keep_name)
+    let func = RangeFn {
+        window: &f,
+        needs_resets: matches!(name, "rate" | "increase"),
+        on_series: &on_series,
+        drop_name: !keep_name,
+    };
+    ev.range_block_result(node, ms, idx, &func)
 }
 
 /// One series' result, or `None` when the function yields no sample.
