@@ -4,6 +4,7 @@
 
 mod e2e {
     pub mod alerting;
+    pub mod alerting_scenarios;
     pub mod alerting_support;
     pub mod bad_input;
     pub mod cli;
