@@ -77,3 +77,17 @@ fn alert_templates_are_checked() {
     let f = parse_rule_file(unclosed, "r.yaml").unwrap();
     assert!(validate(&f, "r.yaml").is_err());
 }
+
+#[test]
+fn bad_yaml_and_invalid_label_names_are_refused_with_one_clear_line() {
+    let e = parse_rule_file("groups:\n  - name: g\n    rules: [\n", "r.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("r.yaml") && !e.contains('\n'), "{e}");
+    let bad_label =
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        labels:\n          0bad: x\n";
+    let e = validate(&parse_rule_file(bad_label, "r.yaml").unwrap(), "r.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("r.yaml") && e.contains("0bad") && !e.contains('\n'), "{e}");
+}
