@@ -89,5 +89,8 @@ fn bad_yaml_and_invalid_label_names_are_refused_with_one_clear_line() {
     let e = validate(&parse_rule_file(bad_label, "r.yaml").unwrap(), "r.yaml")
         .unwrap_err()
         .to_string();
-    assert!(e.contains("r.yaml") && e.contains("0bad") && !e.contains('\n'), "{e}");
+    assert!(
+        e.contains("r.yaml") && e.contains("0bad") && !e.contains('\n'),
+        "{e}"
+    );
 }
