@@ -49,8 +49,9 @@ while [ $# -gt 0 ]; do
 done
 case "$VMS" in ''|*[!0-9]*) echo "ingest.sh: --vms must be a number" >&2; exit 2 ;; esac
 
-log() { printf '[ingest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+BENCH_NAME=ingest
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleetwatch-ingest.XXXXXX")
 PIDS_FILE="$WORK/pids"
@@ -78,23 +79,6 @@ trap 'exit 130' INT TERM
 
 # --- prerequisites ----------------------------------------------------------
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-# ensure_package PACKAGE BINARY: installs a Debian package when BINARY is missing.
-ensure_package() {
-  local pkg=$1 bin=$2
-  command -v "$bin" >/dev/null 2>&1 && return 0
-  log "installing Debian package $pkg"
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >"$WORK/apt-$pkg.log" 2>&1; then
-    as_root apt-get update >>"$WORK/apt-$pkg.log" 2>&1 || true
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >>"$WORK/apt-$pkg.log" 2>&1 \
-      || die "cannot install $pkg (see $WORK/apt-$pkg.log)"
-  fi
-  command -v "$bin" >/dev/null 2>&1 || die "$pkg installed but $bin not found"
-}
-
 for tool in curl awk du getconf jq; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is needed"
 done
@@ -117,7 +101,6 @@ fi
 [ -x "$LOADGEN" ] || die "$LOADGEN missing (build it or drop --skip-build)"
 case " $SYSTEMS " in *" fleetwatch "*) [ -x "$FLEETWATCH" ] || die "$FLEETWATCH missing" ;; esac
 
-CLK_TCK=$(getconf CLK_TCK)
 
 # --- the load ---------------------------------------------------------------
 
@@ -142,52 +125,10 @@ cat "$LOAD" >/dev/null
 
 # --- helpers ----------------------------------------------------------------
 
-# free_port: prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-# wait_ready URL PID: polls URL until it answers 2xx, at most READY_TIMEOUT s.
-wait_ready() {
-  local url=$1 pid=$2 deadline=$((SECONDS + READY_TIMEOUT))
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    kill -0 "$pid" 2>/dev/null || return 1
-    if curl -sf -o /dev/null --max-time 2 "$url"; then return 0; fi
-    sleep 0.3
-  done
-  return 1
-}
-
-# cpu_seconds PID: utime+stime of the process, in seconds.
-cpu_seconds() {
-  # Fields after the ")" closing the command name: state is 1st, utime 12th, stime 13th.
-  sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{ printf "%.2f", ($12 + $13) / hz }'
-}
-
-# status_kb PID FIELD: a VmXXX field of /proc/PID/status, in kB.
-status_kb() {
-  awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
-}
-
-# dir_bytes DIR: apparent size of everything under DIR (0 when absent).
-dir_bytes() {
-  if [ -e "$1" ]; then du -sb "$1" | awk '{ print $1 }'; else echo 0; fi
-}
-
 # kv FILE KEY: the value of KEY in a key=value line file.
 kv() {
   awk -v k="$1" '{ for (i = 1; i <= NF; i++) { n = index($i, "="); if (substr($i, 1, n - 1) == k) { print substr($i, n + 1); exit } } }' "$2"
 }
-
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 # The dashboard queries: every distinct panel expression of dashboards/*.json.
 # Grafana's variables are set per system once the load is in (see

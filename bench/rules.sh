@@ -51,8 +51,9 @@ done
 case "$VMS" in ''|*[!0-9]*) echo "rules.sh: --vms must be a number" >&2; exit 2 ;; esac
 case "$CYCLES" in ''|*[!0-9]*|0) echo "rules.sh: --cycles must be a positive number" >&2; exit 2 ;; esac
 
-log() { printf '[rules %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+BENCH_NAME=rules
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 
 for tool in curl awk getconf jq; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is needed"
@@ -88,31 +89,10 @@ if [ "$SKIP_BUILD" = 0 ]; then
 fi
 [ -x "$FLEETWATCH" ] || die "$FLEETWATCH missing (build it or drop --skip-build)"
 [ -x "$LOADGEN" ] || die "$LOADGEN missing (build it or drop --skip-build)"
-CLK_TCK=$(getconf CLK_TCK)
 
 # --- helpers ----------------------------------------------------------------
 
-# free_port: prints a TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-  local port
-  for _ in $(seq 1 200); do
-    port=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-# cpu_seconds PID: utime+stime of the process, in seconds.
-cpu_seconds() {
-  sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{ printf "%.2f", ($12 + $13) / hz }'
-}
-
 now_s() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-
 # --- the load ---------------------------------------------------------------
 
 if [ -z "$LOAD" ]; then
