@@ -28,17 +28,9 @@ impl MemoryQueryable {
     /// Adds samples to the series `labels` (a later sample at the same
     /// timestamp replaces the earlier one).
     pub fn add(&mut self, labels: Labels, samples: impl IntoIterator<Item = Sample>) {
-        let entry = self.series.entry(labels).or_default();
-        entry.extend(samples);
-        entry.sort_by_key(|s| s.timestamp_ms);
-        let mut dedup: Vec<Sample> = Vec::with_capacity(entry.len());
-        for s in entry.drain(..) {
-            match dedup.last_mut() {
-                Some(last) if last.timestamp_ms == s.timestamp_ms => *last = s,
-                _ => dedup.push(s),
-            }
-        }
-        *entry = dedup;
+        merge_by_time(self.series.entry(labels).or_default(), samples, |s| {
+            s.timestamp_ms
+        });
     }
 
     /// Adds histogram samples to the series `labels` (a later sample at
@@ -48,17 +40,9 @@ impl MemoryQueryable {
         labels: Labels,
         points: impl IntoIterator<Item = HistogramPoint>,
     ) {
-        let entry = self.histograms.entry(labels).or_default();
-        entry.extend(points);
-        entry.sort_by_key(|p| p.timestamp_ms);
-        let mut dedup: Vec<HistogramPoint> = Vec::with_capacity(entry.len());
-        for p in entry.drain(..) {
-            match dedup.last_mut() {
-                Some(last) if last.timestamp_ms == p.timestamp_ms => *last = p,
-                _ => dedup.push(p),
-            }
-        }
-        *entry = dedup;
+        merge_by_time(self.histograms.entry(labels).or_default(), points, |p| {
+            p.timestamp_ms
+        });
     }
 
     /// Removes every series.
@@ -73,15 +57,7 @@ impl MemoryQueryable {
         start_ms: i64,
         end_ms: i64,
     ) -> impl Iterator<Item = (&'a Labels, &'a [Sample])> + 'a {
-        self.series.iter().filter_map(move |(l, s)| {
-            if !matches_all(matchers, l) {
-                return None;
-            }
-            let a = s.partition_point(|x| x.timestamp_ms < start_ms);
-            let b = s.partition_point(|x| x.timestamp_ms <= end_ms);
-            let slice = s.get(a..b)?;
-            (!slice.is_empty()).then_some((l, slice))
-        })
+        in_range(&self.series, matchers, start_ms, end_ms, |s| s.timestamp_ms)
     }
 
     /// Labels of float or histogram series matching in the range, sorted.
@@ -146,16 +122,45 @@ impl MemoryQueryable {
         start_ms: i64,
         end_ms: i64,
     ) -> impl Iterator<Item = (&'a Labels, &'a [HistogramPoint])> + 'a {
-        self.histograms.iter().filter_map(move |(l, s)| {
-            if !matches_all(matchers, l) {
-                return None;
-            }
-            let a = s.partition_point(|x| x.timestamp_ms < start_ms);
-            let b = s.partition_point(|x| x.timestamp_ms <= end_ms);
-            let slice = s.get(a..b)?;
-            (!slice.is_empty()).then_some((l, slice))
+        in_range(&self.histograms, matchers, start_ms, end_ms, |p| {
+            p.timestamp_ms
         })
     }
+}
+
+/// Adds `items` to the time-ordered `entry`; a later item at the same
+/// timestamp replaces the earlier one.
+fn merge_by_time<T>(entry: &mut Vec<T>, items: impl IntoIterator<Item = T>, ts: fn(&T) -> i64) {
+    entry.extend(items);
+    entry.sort_by_key(ts);
+    let mut dedup: Vec<T> = Vec::with_capacity(entry.len());
+    for item in entry.drain(..) {
+        match dedup.last_mut() {
+            Some(last) if ts(last) == ts(&item) => *last = item,
+            _ => dedup.push(item),
+        }
+    }
+    *entry = dedup;
+}
+
+/// The series of `map` matching `matchers` with their points in
+/// `[start_ms, end_ms]`, series without such points left out.
+fn in_range<'a, T>(
+    map: &'a BTreeMap<Labels, Vec<T>>,
+    matchers: &'a [Matcher],
+    start_ms: i64,
+    end_ms: i64,
+    ts: fn(&T) -> i64,
+) -> impl Iterator<Item = (&'a Labels, &'a [T])> + 'a {
+    map.iter().filter_map(move |(l, s)| {
+        if !matches_all(matchers, l) {
+            return None;
+        }
+        let a = s.partition_point(|x| ts(x) < start_ms);
+        let b = s.partition_point(|x| ts(x) <= end_ms);
+        let slice = s.get(a..b)?;
+        (!slice.is_empty()).then_some((l, slice))
+    })
 }
 
 impl HistogramQueryable for MemoryQueryable {

@@ -1,11 +1,12 @@
-//! An in-memory series store for rule unit tests: readable by the engine,
-//! writable by rule evaluation.
+//! An in-memory series store for rule unit tests: the query crate's
+//! [`MemoryQueryable`], shared between the engine (reading) and rule
+//! evaluation (writing back).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use fleetwatch_model::remote_write::SeriesSamples;
-use fleetwatch_model::{matcher::matches_all, Labels, Matcher, Sample};
+use fleetwatch_model::{Labels, Matcher, Sample};
+use fleetwatch_query::MemoryQueryable;
 use fleetwatch_storage::{Queryable, SeriesData, StorageError};
 
 use crate::context::SampleAppender;
@@ -14,42 +15,19 @@ use crate::context::SampleAppender;
 /// same timestamp replaces the earlier one).
 #[derive(Debug, Default)]
 pub struct MemStore {
-    series: Mutex<BTreeMap<Labels, Vec<Sample>>>,
+    inner: RwLock<MemoryQueryable>,
 }
 
 impl MemStore {
     /// Adds samples to a series.
     pub fn add(&self, labels: Labels, samples: impl IntoIterator<Item = Sample>) {
-        let Ok(mut m) = self.series.lock() else {
-            return;
-        };
-        let v = m.entry(labels).or_default();
-        for s in samples {
-            match v.binary_search_by_key(&s.timestamp_ms, |x| x.timestamp_ms) {
-                Ok(i) => v[i] = s,
-                Err(i) => v.insert(i, s),
-            }
+        if let Ok(mut m) = self.inner.write() {
+            m.add(labels, samples);
         }
     }
 
-    fn matching(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<SeriesData> {
-        let Ok(m) = self.series.lock() else {
-            return Vec::new();
-        };
-        m.iter()
-            .filter(|(l, _)| matches_all(matchers, l))
-            .filter_map(|(l, s)| {
-                let samples: Vec<Sample> = s
-                    .iter()
-                    .filter(|x| x.timestamp_ms >= start_ms && x.timestamp_ms <= end_ms)
-                    .copied()
-                    .collect();
-                (!samples.is_empty()).then(|| SeriesData {
-                    labels: l.clone(),
-                    samples,
-                })
-            })
-            .collect()
+    fn read(&self) -> RwLockReadGuard<'_, MemoryQueryable> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -60,7 +38,7 @@ impl Queryable for MemStore {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, StorageError> {
-        Ok(self.matching(matchers, start_ms, end_ms))
+        self.read().select(matchers, start_ms, end_ms)
     }
 
     fn series(
@@ -69,11 +47,7 @@ impl Queryable for MemStore {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Labels>, StorageError> {
-        Ok(self
-            .matching(matchers, start_ms, end_ms)
-            .into_iter()
-            .map(|s| s.labels)
-            .collect())
+        self.read().series(matchers, start_ms, end_ms)
     }
 
     fn label_names(
@@ -82,14 +56,7 @@ impl Queryable for MemStore {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut names: Vec<String> = self
-            .matching(matchers, start_ms, end_ms)
-            .iter()
-            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        self.read().label_names(matchers, start_ms, end_ms)
     }
 
     fn label_values(
@@ -99,14 +66,7 @@ impl Queryable for MemStore {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut values: Vec<String> = self
-            .matching(matchers, start_ms, end_ms)
-            .iter()
-            .filter_map(|s| s.labels.get(name).map(str::to_string))
-            .collect();
-        values.sort();
-        values.dedup();
-        Ok(values)
+        self.read().label_values(name, matchers, start_ms, end_ms)
     }
 }
 
