@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{
-    post_with_retries, rfc3339, with_external_labels, AlertQueue, AlertSink, NotifierMetrics,
+    post_with_retries, rfc3339, with_external_labels, AlertSink, Delivery, NotifierMetrics,
 };
 use crate::alerting::OutgoingAlert;
 
@@ -47,9 +47,7 @@ impl Default for AlertmanagerOptions {
 /// Sends alerts to Alertmanagers from a background task.
 pub struct AlertmanagerNotifier {
     opts: AlertmanagerOptions,
-    queue: AlertQueue,
-    metrics: Arc<NotifierMetrics>,
-    client: reqwest::Client,
+    delivery: Delivery,
 }
 
 /// The v2 API body of a batch.
@@ -73,17 +71,8 @@ pub fn v2_body(alerts: &[OutgoingAlert], external: &BTreeMap<String, String>) ->
 impl AlertmanagerNotifier {
     /// A notifier with `opts`; call [`AlertmanagerNotifier::spawn`] to start it.
     pub fn new(opts: AlertmanagerOptions) -> Result<Arc<Self>, String> {
-        let metrics = Arc::new(NotifierMetrics::default());
-        let client = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Arc::new(Self {
-            queue: AlertQueue::new(opts.queue_capacity, Arc::clone(&metrics)),
-            opts,
-            metrics,
-            client,
-        }))
+        let delivery = Delivery::new(opts.timeout, opts.queue_capacity)?;
+        Ok(Arc::new(Self { opts, delivery }))
     }
 
     /// Starts the delivery task.
@@ -94,12 +83,18 @@ impl AlertmanagerNotifier {
 
     async fn run(&self) {
         loop {
-            let batch = self.queue.pop_batch(self.opts.max_batch).await;
+            let batch = self.delivery.queue.pop_batch(self.opts.max_batch).await;
             let body = v2_body(&batch, &self.opts.external_labels);
             let mut delivered = false;
             for url in &self.opts.urls {
-                match post_with_retries(&self.client, url, &body, self.opts.attempts, &self.metrics)
-                    .await
+                match post_with_retries(
+                    &self.delivery.client,
+                    url,
+                    &body,
+                    self.opts.attempts,
+                    &self.delivery.metrics,
+                )
+                .await
                 {
                     Ok(()) => delivered = true,
                     Err(e) => {
@@ -109,10 +104,16 @@ impl AlertmanagerNotifier {
             }
             let n = batch.len() as u64;
             if delivered {
-                self.metrics.sent.fetch_add(n, Ordering::Relaxed);
-                self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+                self.delivery.metrics.sent.fetch_add(n, Ordering::Relaxed);
+                self.delivery
+                    .metrics
+                    .requests
+                    .fetch_add(1, Ordering::Relaxed);
             } else {
-                self.metrics.dropped.fetch_add(n, Ordering::Relaxed);
+                self.delivery
+                    .metrics
+                    .dropped
+                    .fetch_add(n, Ordering::Relaxed);
             }
         }
     }
@@ -121,7 +122,7 @@ impl AlertmanagerNotifier {
 impl AlertSink for AlertmanagerNotifier {
     fn send(&self, alerts: &[OutgoingAlert]) {
         if !self.opts.urls.is_empty() {
-            self.queue.push(alerts);
+            self.delivery.queue.push(alerts);
         }
     }
 
@@ -130,10 +131,10 @@ impl AlertSink for AlertmanagerNotifier {
     }
 
     fn metrics(&self) -> &NotifierMetrics {
-        &self.metrics
+        &self.delivery.metrics
     }
 
     fn queue_len(&self) -> usize {
-        self.queue.len()
+        self.delivery.queue.len()
     }
 }

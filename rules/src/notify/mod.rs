@@ -12,6 +12,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use queue::AlertQueue;
+use queue::Delivery;
 
 use crate::alerting::OutgoingAlert;
 

@@ -79,6 +79,33 @@ impl AlertQueue {
     }
 }
 
+/// What every notifier owns: its bounded queue, its counters and an HTTP
+/// client with the delivery timeout.
+pub(crate) struct Delivery {
+    /// Alerts waiting to be sent.
+    pub queue: AlertQueue,
+    /// The notifier's counters (shared with the queue).
+    pub metrics: Arc<NotifierMetrics>,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+}
+
+impl Delivery {
+    /// A queue of `capacity` alerts and a client timing out after `timeout`.
+    pub fn new(timeout: std::time::Duration, capacity: usize) -> Result<Self, String> {
+        let metrics = Arc::new(NotifierMetrics::default());
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            queue: AlertQueue::new(capacity, Arc::clone(&metrics)),
+            metrics,
+            client,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

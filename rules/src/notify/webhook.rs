@@ -12,7 +12,7 @@ use fleetwatch_model::{Labels, Matcher};
 use serde_json::json;
 
 use super::{
-    fingerprint, post_with_retries, rfc3339, with_external_labels, AlertQueue, AlertSink,
+    fingerprint, post_with_retries, rfc3339, with_external_labels, AlertSink, Delivery,
     NotifierMetrics,
 };
 use crate::alerting::OutgoingAlert;
@@ -92,9 +92,7 @@ struct AggrGroup {
 /// flushes them.
 pub struct WebhookNotifier {
     opts: WebhookOptions,
-    queue: AlertQueue,
-    metrics: Arc<NotifierMetrics>,
-    client: reqwest::Client,
+    delivery: Delivery,
 }
 
 /// Parses an Alertmanager-style matcher: `name="value"`, `name!=v`,
@@ -127,17 +125,8 @@ pub fn parse_matcher(s: &str) -> Result<Matcher, String> {
 impl WebhookNotifier {
     /// A notifier with `opts`; call [`WebhookNotifier::spawn`] to start it.
     pub fn new(opts: WebhookOptions) -> Result<Arc<Self>, String> {
-        let metrics = Arc::new(NotifierMetrics::default());
-        let client = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Arc::new(Self {
-            queue: AlertQueue::new(opts.queue_capacity, Arc::clone(&metrics)),
-            opts,
-            metrics,
-            client,
-        }))
+        let delivery = Delivery::new(opts.timeout, opts.queue_capacity)?;
+        Ok(Arc::new(Self { opts, delivery }))
     }
 
     /// Starts the dispatch task.
@@ -182,7 +171,7 @@ impl WebhookNotifier {
         let mut groups: BTreeMap<BTreeMap<String, String>, AggrGroup> = BTreeMap::new();
         loop {
             tokio::select! {
-                batch = self.queue.pop_batch(1024) => self.ingest(&mut groups, batch),
+                batch = self.delivery.queue.pop_batch(1024) => self.ingest(&mut groups, batch),
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             let now = Instant::now();
@@ -257,18 +246,21 @@ impl WebhookNotifier {
                 return;
             }
             match post_with_retries(
-                &self.client,
+                &self.delivery.client,
                 &self.opts.url,
                 &body,
                 self.opts.attempts,
-                &self.metrics,
+                &self.delivery.metrics,
             )
             .await
             {
                 Ok(()) => {
                     let n = body["alerts"].as_array().map(|a| a.len()).unwrap_or(0) as u64;
-                    self.metrics.sent.fetch_add(n, Ordering::Relaxed);
-                    self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+                    self.delivery.metrics.sent.fetch_add(n, Ordering::Relaxed);
+                    self.delivery
+                        .metrics
+                        .requests
+                        .fetch_add(1, Ordering::Relaxed);
                     g.sent = Some(Sent {
                         firing: firing.clone(),
                         resolved: resolved.clone(),
@@ -351,7 +343,7 @@ fn now_ms() -> i64 {
 
 impl AlertSink for WebhookNotifier {
     fn send(&self, alerts: &[OutgoingAlert]) {
-        self.queue.push(alerts);
+        self.delivery.queue.push(alerts);
     }
 
     fn name(&self) -> String {
@@ -359,11 +351,11 @@ impl AlertSink for WebhookNotifier {
     }
 
     fn metrics(&self) -> &NotifierMetrics {
-        &self.metrics
+        &self.delivery.metrics
     }
 
     fn queue_len(&self) -> usize {
-        self.queue.len()
+        self.delivery.queue.len()
     }
 }
 
