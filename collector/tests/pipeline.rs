@@ -1,8 +1,9 @@
 //! End-to-end: a target served by axum, a remote-write receiver served by
 //! axum, and a real collector in between, all on 127.0.0.1.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,12 +12,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
+use common::Server;
 use fleetwatch_collector::{Collector, CollectorConfig};
 use fleetwatch_model::remote_write::decode_write_request;
 use fleetwatch_model::{Labels, Sample};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -40,46 +41,6 @@ rpc_seconds_sum 10
 rpc_seconds_count 40
 escaped{path="C:\\dir",msg="a \"b\", c=d"} 1
 "#;
-
-/// A server on 127.0.0.1 that stops when told.
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(router: Router) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Self {
-            addr,
-            stop: Some(tx),
-            handle,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let abort = self.handle.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.handle)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
-    }
-}
 
 /// What the receiver saw.
 #[derive(Default)]

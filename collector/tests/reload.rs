@@ -3,8 +3,9 @@
 //! applies scrape and external-label changes in place, refuses
 //! remote_write changes, and never drops queued data.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,47 +13,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use common::Server;
 use fleetwatch_collector::{Collector, CollectorConfig};
 use fleetwatch_model::remote_write::decode_write_request;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Every wait in this file ends after this long.
 const BOUND: Duration = Duration::from_secs(20);
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(router: Router) -> Self {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(l, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Self {
-            addr,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(BOUND, self.task).await;
-    }
-}
 
 /// Rendered label sets of every series received.
 type Seen = Arc<Mutex<BTreeSet<String>>>;
