@@ -43,8 +43,9 @@ while [ $# -gt 0 ]; do
 done
 case "$LINES" in ''|*[!0-9]*) echo "logs.sh: --lines must be a number" >&2; exit 2 ;; esac
 
-log() { printf '[logs %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+BENCH_NAME=logs
+# shellcheck source=bench/lib.sh
+. "$SCRIPT_DIR/lib.sh"
 for tool in curl jq python3; do command -v "$tool" >/dev/null || die "$tool is required"; done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fleetwatch-logs.XXXXXX")
@@ -99,8 +100,7 @@ for _ in $(seq 1 $((READY_TIMEOUT * 5))); do
 done
 curl -fs "http://$ADDR/ready" >/dev/null || die "hub not ready after ${READY_TIMEOUT}s"
 
-TICK=$(getconf CLK_TCK)
-cpu_secs() { awk -v t="$TICK" '{ split($0, a, ") "); split(a[2], f, " "); printf "%.2f", (f[12] + f[13]) / t }' "/proc/$HUB_PID/stat"; }
+cpu_secs() { cpu_seconds "$HUB_PID"; }
 
 CPU0=$(cpu_secs)
 log "sending (concurrency $CONCURRENCY)"
