@@ -28,6 +28,8 @@ cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "test.sh: PromQL conformance (Prometheus's own test scripts, per-file figures)"
-cargo test -p fleetwatch-query --test conformance -- --nocapture
+# --workspace, not -p: the same dependency features as the full run below, so
+# the dependencies are built once.
+cargo test --workspace --test conformance -- --nocapture
 echo "test.sh: cargo test"
 cargo test --workspace
