@@ -149,7 +149,7 @@ impl HttpClient {
         };
         let inner = builder
             .build()
-            .map_err(|e| HttpClientError::Build(error_chain(&e)))?;
+            .map_err(|e| HttpClientError::Build(crate::remote_write::error_chain(&e)))?;
         Ok(Self {
             inner,
             auth: Auth::from_config(cfg).map(Arc::new),
@@ -219,17 +219,6 @@ pub(crate) fn read_limited(
         });
     }
     Ok(buf)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

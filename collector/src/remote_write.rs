@@ -207,7 +207,9 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn error_chain(e: &reqwest::Error) -> String {
+/// `e` with its chain of causes, `: `-separated (reqwest's Display leaves
+/// them out).
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

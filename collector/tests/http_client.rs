@@ -24,6 +24,10 @@ use tokio::sync::oneshot;
 
 /// Every wait in this file ends after this long.
 const BOUND: Duration = Duration::from_secs(20);
+/// How often a wait checks.
+const POLL: Duration = Duration::from_millis(50);
+/// Checks in one wait: [`BOUND`] / [`POLL`].
+const POLLS: u32 = 400;
 
 /// Rendered label sets of every series received.
 type Seen = Arc<Mutex<BTreeSet<String>>>;
@@ -75,9 +79,14 @@ struct Running {
 }
 
 impl Running {
-    async fn start(yaml: &str) -> Self {
-        let cfg = CollectorConfig::from_yaml_str(yaml).expect("config parses");
-        let collector = Collector::new(cfg).expect("collector");
+    /// Runs the config in `dir/collector.yml`, written from `yaml`.
+    async fn start_in(dir: &std::path::Path, yaml: &str) -> Self {
+        let path = dir.join("collector.yml");
+        std::fs::write(&path, yaml).expect("write config");
+        let cfg = CollectorConfig::load(&path).expect("config parses");
+        let collector = Collector::new(cfg)
+            .expect("collector")
+            .with_config_path(path);
         let api = Server::start(collector.metrics_router()).await;
         let (stop, stop_rx) = oneshot::channel::<()>();
         let run = tokio::spawn(collector.run(async {
@@ -113,18 +122,27 @@ impl Running {
     /// Waits until every job in `jobs` has been scraped at least once and
     /// returns the last errors.
     async fn errors_once_scraped(&self, jobs: &[&str]) -> BTreeMap<String, String> {
-        let deadline = tokio::time::Instant::now() + BOUND;
-        loop {
-            let errors = self.last_errors().await;
+        let mut errors = BTreeMap::new();
+        for _ in 0..POLLS {
+            errors = self.last_errors().await;
             if jobs.iter().all(|j| errors.contains_key(*j)) {
                 return errors;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "jobs not scraped in time: {errors:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(POLL).await;
         }
+        panic!("jobs not scraped in time: {errors:?}");
+    }
+
+    /// Rewrites the config file with `yaml` and reloads it.
+    async fn reload(&self, dir: &std::path::Path, yaml: &str) {
+        std::fs::write(dir.join("collector.yml"), yaml).expect("write config");
+        let url = format!("http://{}/-/reload", self.api.addr);
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .expect("reload");
+        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
     }
 
     async fn stop(self) {
@@ -138,15 +156,17 @@ impl Running {
     }
 }
 
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until each `(receiver, metric, job)` has received a series of
+/// that metric and job.
+async fn wait_for(wanted: &[(&Receiver, &str, &str)]) {
+    for _ in 0..POLLS {
+        if wanted.iter().all(|(r, name, job)| has(&r.seen, name, job)) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
     }
+    let wanted: Vec<_> = wanted.iter().map(|w| (w.1, w.2)).collect();
+    panic!("timed out waiting for series {wanted:?}");
 }
 
 /// Whether one received series is metric `name` of job `job`.
@@ -211,23 +231,14 @@ async fn scrapes_with_basic_auth_and_a_rotated_bearer_token_file() {
         missing = missing.display(),
         rx = rx_server.addr,
     );
-    let running = Running::start(&yaml).await;
-    wait_until("a basic-auth scrape", || {
-        has(&rx.seen, "authed", r#"basic", token="cHJvbTpzM2NyZXQ="#)
-    })
-    .await;
-    wait_until("a bearer scrape with the first token", || {
-        has(&rx.seen, "authed", r#"bearer", token="first"#)
-    })
-    .await;
+    let running = Running::start_in(dir.path(), &yaml).await;
+    wait_for(&[(&rx, "authed", r#"basic", token="cHJvbTpzM2NyZXQ="#)]).await;
+    wait_for(&[(&rx, "authed", r#"bearer", token="first"#)]).await;
 
     // The token rotates: the file is re-read, scrapes go on with the new one.
     *bearer_accepts.lock().expect("lock") = "Bearer second".to_string();
     std::fs::write(&token_file, "second\n").expect("rotate token");
-    wait_until("a bearer scrape with the rotated token", || {
-        has(&rx.seen, "authed", r#"bearer", token="second"#)
-    })
-    .await;
+    wait_for(&[(&rx, "authed", r#"bearer", token="second"#)]).await;
 
     let errors = running
         .errors_once_scraped(&["basic", "noauth", "bearer", "missing"])
@@ -277,12 +288,9 @@ async fn scrapes_https_with_own_ca_skip_verify_wrong_ca_and_server_name() {
         job("name_mismatch", ca_tls, name_server.addr),
         rx_server.addr,
     );
-    let running = Running::start(&yaml).await;
+    let running = Running::start_in(dir.path(), &yaml).await;
     for good in ["own_ca", "skip_verify", "server_name"] {
-        wait_until(&format!("a scrape of job {good}"), || {
-            has(&rx.seen, "tls_up", good)
-        })
-        .await;
+        wait_for(&[(&rx, "tls_up", good)]).await;
     }
     let errors = running
         .errors_once_scraped(&[
@@ -331,11 +339,8 @@ async fn mutual_tls_needs_the_client_certificate() {
         addr = server.addr,
         rx = rx_server.addr,
     );
-    let running = Running::start(&yaml).await;
-    wait_until("a scrape with the client certificate", || {
-        has(&rx.seen, "mtls_up", "with_cert")
-    })
-    .await;
+    let running = Running::start_in(dir.path(), &yaml).await;
+    wait_for(&[(&rx, "mtls_up", "with_cert")]).await;
     let errors = running
         .errors_once_scraped(&["with_cert", "without_cert"])
         .await;
@@ -373,15 +378,36 @@ async fn remote_write_sends_basic_auth_and_bearer_token() {
         r = bearer_server.addr,
         token = token_file.display(),
     );
-    let running = Running::start(&yaml).await;
-    wait_until("samples at both endpoints", || {
-        has(&basic_rx.seen, "rw_auth", "t") && has(&bearer_rx.seen, "rw_auth", "t")
-    })
-    .await;
+    let running = Running::start_in(dir.path(), &yaml).await;
+    wait_for(&[(&basic_rx, "rw_auth", "t"), (&bearer_rx, "rw_auth", "t")]).await;
     assert_eq!(*basic_rx.refused.lock().expect("lock"), 0);
     assert_eq!(*bearer_rx.refused.lock().expect("lock"), 0);
     running.stop().await;
     for s in [target, basic_server, bearer_server] {
         s.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_gives_the_job_a_client_with_the_new_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = auth_target(Arc::new(Mutex::new("Bearer right".to_string()))).await;
+    let (rx_server, rx) = receiver(None).await;
+    let yaml = |token: &str| {
+        format!(
+            "{GLOBAL}scrape_configs:\n\
+             - job_name: j\n  bearer_token: {token}\n  static_configs: [{{targets: ['{t}']}}]\n\
+             remote_write:\n- url: http://{rx}/api/v1/write\n  {QUEUE}\n",
+            t = target.addr,
+            rx = rx_server.addr,
+        )
+    };
+    let running = Running::start_in(dir.path(), &yaml("wrong")).await;
+    let errors = running.errors_once_scraped(&["j"]).await;
+    assert!(errors["j"].contains("401"), "{errors:?}");
+    running.reload(dir.path(), &yaml("right")).await;
+    wait_for(&[(&rx, "authed", r#"j", token="right"#)]).await;
+    running.stop().await;
+    target.stop().await;
+    rx_server.stop().await;
 }

@@ -80,6 +80,17 @@ pub enum TlsVersion {
     Tls13,
 }
 
+impl std::fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tls10 => "TLS10",
+            Self::Tls11 => "TLS11",
+            Self::Tls12 => "TLS12",
+            Self::Tls13 => "TLS13",
+        })
+    }
+}
+
 /// `tls_config`: how `https` servers are verified and how the client
 /// identifies itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -236,23 +247,8 @@ pub(crate) fn validate(cfg: &HttpClientConfig, at: &str) -> Result<(), Collector
         .map_err(|e| CollectorError::invalid(format!("{at}.{}", e.key()), e.to_string()))
 }
 
-/// Which of two keys may be set: at most one.
-fn at_most_one(a: bool, b: bool, key: &str, message: &str) -> Result<(), (String, String)> {
-    if a && b {
-        Err((key.to_string(), message.to_string()))
-    } else {
-        Ok(())
-    }
-}
-
 fn check_keys(cfg: &HttpClientConfig) -> Result<(), (String, String)> {
     let bearer = cfg.bearer_token.is_some() || cfg.bearer_token_file.is_some();
-    at_most_one(
-        cfg.bearer_token.is_some(),
-        cfg.bearer_token_file.is_some(),
-        "bearer_token_file",
-        "at most one of bearer_token and bearer_token_file may be set",
-    )?;
     let methods = [
         ("basic_auth", cfg.basic_auth.is_some()),
         ("authorization", cfg.authorization.is_some()),
@@ -268,27 +264,64 @@ fn check_keys(cfg: &HttpClientConfig) -> Result<(), (String, String)> {
             ),
         ));
     }
-    if let Some(b) = &cfg.basic_auth {
-        at_most_one(
-            b.username.is_some(),
-            b.username_file.is_some(),
+    let basic = cfg.basic_auth.as_ref();
+    let authz = cfg.authorization.as_ref();
+    let t = &cfg.tls_config;
+    // (first key set, second key set, the second key's name, both names)
+    let exclusive = [
+        (
+            cfg.bearer_token.is_some(),
+            cfg.bearer_token_file.is_some(),
+            "bearer_token_file",
+            "bearer_token and bearer_token_file",
+        ),
+        (
+            basic.is_some_and(|b| b.username.is_some()),
+            basic.is_some_and(|b| b.username_file.is_some()),
             "basic_auth.username_file",
-            "at most one of basic_auth username and username_file may be set",
-        )?;
-        at_most_one(
-            b.password.is_some(),
-            b.password_file.is_some(),
+            "basic_auth username and username_file",
+        ),
+        (
+            basic.is_some_and(|b| b.password.is_some()),
+            basic.is_some_and(|b| b.password_file.is_some()),
             "basic_auth.password_file",
-            "at most one of basic_auth password and password_file may be set",
-        )?;
-    }
-    if let Some(a) = &cfg.authorization {
-        at_most_one(
-            a.credentials.is_some(),
-            a.credentials_file.is_some(),
+            "basic_auth password and password_file",
+        ),
+        (
+            authz.is_some_and(|a| a.credentials.is_some()),
+            authz.is_some_and(|a| a.credentials_file.is_some()),
             "authorization.credentials_file",
-            "at most one of authorization credentials and credentials_file may be set",
-        )?;
+            "authorization credentials and credentials_file",
+        ),
+        (
+            t.ca.is_some(),
+            t.ca_file.is_some(),
+            "tls_config.ca_file",
+            "tls_config ca and ca_file",
+        ),
+        (
+            t.cert.is_some(),
+            t.cert_file.is_some(),
+            "tls_config.cert_file",
+            "tls_config cert and cert_file",
+        ),
+        (
+            t.key.is_some(),
+            t.key_file.is_some(),
+            "tls_config.key_file",
+            "tls_config key and key_file",
+        ),
+        (
+            cfg.proxy_url.is_some(),
+            cfg.proxy_from_environment,
+            "proxy_from_environment",
+            "proxy_url and proxy_from_environment",
+        ),
+    ];
+    if let Some((_, _, key, both)) = exclusive.iter().find(|e| e.0 && e.1) {
+        return Err((key.to_string(), format!("at most one of {both} may be set")));
+    }
+    if let Some(a) = authz {
         if a.auth_type.eq_ignore_ascii_case("basic") {
             return Err((
                 "authorization.type".to_string(),
@@ -302,25 +335,6 @@ fn check_keys(cfg: &HttpClientConfig) -> Result<(), (String, String)> {
             ));
         }
     }
-    let t = &cfg.tls_config;
-    at_most_one(
-        t.ca.is_some(),
-        t.ca_file.is_some(),
-        "tls_config.ca_file",
-        "at most one of tls_config ca and ca_file may be set",
-    )?;
-    at_most_one(
-        t.cert.is_some(),
-        t.cert_file.is_some(),
-        "tls_config.cert_file",
-        "at most one of tls_config cert and cert_file may be set",
-    )?;
-    at_most_one(
-        t.key.is_some(),
-        t.key_file.is_some(),
-        "tls_config.key_file",
-        "at most one of tls_config key and key_file may be set",
-    )?;
     let has_cert = t.cert.is_some() || t.cert_file.is_some();
     let has_key = t.key.is_some() || t.key_file.is_some();
     if has_cert != has_key {
@@ -339,7 +353,7 @@ fn check_keys(cfg: &HttpClientConfig) -> Result<(), (String, String)> {
         if min > max {
             return Err((
                 "tls_config.min_version".to_string(),
-                format!("min_version {min:?} is above max_version {max:?}"),
+                format!("min_version {min} is above max_version {max}"),
             ));
         }
     }
@@ -350,12 +364,6 @@ fn check_keys(cfg: &HttpClientConfig) -> Result<(), (String, String)> {
                 .to_string(),
         ));
     }
-    at_most_one(
-        cfg.proxy_url.is_some(),
-        cfg.proxy_from_environment,
-        "proxy_from_environment",
-        "at most one of proxy_url and proxy_from_environment may be set",
-    )?;
     if cfg.no_proxy.is_some() && cfg.proxy_url.is_none() {
         return Err((
             "no_proxy".to_string(),

@@ -150,7 +150,7 @@ async fn unreadable_credentials_fail_the_request_before_sending() {
         .await
         .expect_err("no token file");
     assert!(err.is_builder(), "{err:?}");
-    let chain = error_chain(&err);
+    let chain = crate::remote_write::error_chain(&err);
     assert!(chain.contains("cannot read bearer_token_file"), "{chain}");
     assert!(chain.contains(&token.display().to_string()), "{chain}");
 

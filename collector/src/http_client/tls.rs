@@ -21,25 +21,27 @@ pub(super) fn client_config(cfg: &TlsConfig) -> Result<rustls::ClientConfig, Htt
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|e| tls_err("tls_config.min_version", e))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if cfg.insecure_skip_verify {
-        Arc::new(SkipVerify(Arc::clone(&provider)))
+    let webpki = if cfg.insecure_skip_verify {
+        None
     } else {
-        let roots = roots(cfg)?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .map_err(|e| tls_err("tls_config.ca_file", e))?;
-        match &cfg.server_name {
-            Some(name) => {
-                let name = ServerName::try_from(name.clone())
-                    .map_err(|e| tls_err("tls_config.server_name", e))?;
-                Arc::new(NamedVerifier {
-                    inner: webpki,
-                    name,
-                })
-            }
-            None => webpki,
-        }
+        let roots = Arc::new(roots(cfg)?);
+        Some(
+            WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
+                .build()
+                .map_err(|e| tls_err("tls_config.ca_file", e))?,
+        )
     };
+    let name = cfg
+        .server_name
+        .clone()
+        .map(ServerName::try_from)
+        .transpose()
+        .map_err(|e| tls_err("tls_config.server_name", e))?;
+    let verifier = Arc::new(Verifier {
+        webpki,
+        name,
+        provider,
+    });
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -151,25 +153,36 @@ fn identity(cfg: &TlsConfig) -> Result<Option<Identity>, HttpClientError> {
     Ok(Some((certs, key)))
 }
 
-/// Verifies the server's certificate against `name` instead of the URL's
-/// host (`tls_config.server_name`).
+/// Checks the server's certificate: with the webpki verifier (against
+/// `name`, `tls_config.server_name`, when set, instead of the URL's host),
+/// or not at all (`insecure_skip_verify`). The handshake signatures are
+/// always checked.
 #[derive(Debug)]
-struct NamedVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
+struct Verifier {
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    name: Option<ServerName<'static>>,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for NamedVerifier {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+        match &self.webpki {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(v) => v.verify_server_cert(
+                end_entity,
+                intermediates,
+                self.name.as_ref().unwrap_or(server_name),
+                ocsp_response,
+                now,
+            ),
+        }
     }
 
     fn verify_tls12_signature(
@@ -178,7 +191,8 @@ impl ServerCertVerifier for NamedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -187,60 +201,13 @@ impl ServerCertVerifier for NamedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `insecure_skip_verify`: any certificate for any name is accepted; the
-/// handshake signatures are still checked.
-#[derive(Debug)]
-struct SkipVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
