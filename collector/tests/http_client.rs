@@ -411,3 +411,43 @@ async fn a_reload_gives_the_job_a_client_with_the_new_credentials() {
     target.stop().await;
     rx_server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_redirects_unless_told_not_to_and_scrapes_through_a_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Server::start(
+        Router::new()
+            .route(
+                "/metrics",
+                get(|| async { axum::response::Redirect::temporary("/real") }),
+            )
+            .route("/real", get(|| async { "redirected 1\n" })),
+    )
+    .await;
+    // An HTTP proxy gets the absolute URL; this one answers for any host.
+    let proxy =
+        Server::start(Router::new().route("/metrics", get(|| async { "via_proxy 1\n" }))).await;
+    let (rx_server, rx) = receiver(None).await;
+    let yaml = format!(
+        "{GLOBAL}scrape_configs:\n\
+         - job_name: follow\n  static_configs: [{{targets: ['{t}']}}]\n\
+         - job_name: no_follow\n  follow_redirects: false\n  static_configs: [{{targets: ['{t}']}}]\n\
+         - job_name: proxied\n  proxy_url: 'http://{p}'\n  static_configs: [{{targets: ['unreachable.invalid:9100']}}]\n\
+         remote_write:\n- url: http://{rx}/api/v1/write\n  {QUEUE}\n",
+        t = target.addr,
+        p = proxy.addr,
+        rx = rx_server.addr,
+    );
+    let running = Running::start_in(dir.path(), &yaml).await;
+    wait_for(&[(&rx, "redirected", "follow"), (&rx, "via_proxy", "proxied")]).await;
+    let errors = running
+        .errors_once_scraped(&["follow", "no_follow", "proxied"])
+        .await;
+    assert_eq!(errors["follow"], "", "{errors:?}");
+    assert_eq!(errors["proxied"], "", "{errors:?}");
+    assert!(errors["no_follow"].contains("307"), "{errors:?}");
+    running.stop().await;
+    for s in [target, proxy, rx_server] {
+        s.stop().await;
+    }
+}
