@@ -3,6 +3,7 @@
 
 mod bytesize;
 mod duration;
+mod http_client;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 
 pub use bytesize::ByteSize;
 pub use duration::PromDuration;
+pub use http_client::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig, TlsVersion};
 
 pub use crate::relabel::{RelabelAction, RelabelConfig};
 
@@ -157,6 +159,38 @@ pub struct ScrapeConfig {
     /// merged, before external labels).
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// `basic_auth`: `username` or `username_file`, `password` or
+    /// `password_file` (files are re-read on every request).
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// `authorization`: `type` (default `Bearer`) and `credentials` or
+    /// `credentials_file` (re-read on every request).
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    /// Legacy: a bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// Legacy: a file holding a bearer token (re-read on every request).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings for `https`.
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    /// Whether HTTP redirects are followed (default true).
+    #[serde(default = "default_true")]
+    pub follow_redirects: bool,
+    /// Whether HTTP/2 may be used (default true).
+    #[serde(default = "default_true")]
+    pub enable_http2: bool,
+    /// A proxy for every request.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Hosts, domains and CIDRs not sent through `proxy_url`, comma-separated.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// Use the proxy of the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables.
+    #[serde(default)]
+    pub proxy_from_environment: bool,
 }
 
 impl ScrapeConfig {
@@ -223,6 +257,38 @@ pub struct RemoteWriteConfig {
     /// external labels).
     #[serde(default)]
     pub write_relabel_configs: Vec<RelabelConfig>,
+    /// `basic_auth`: `username` or `username_file`, `password` or
+    /// `password_file` (files are re-read on every request).
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// `authorization`: `type` (default `Bearer`) and `credentials` or
+    /// `credentials_file` (re-read on every request).
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    /// Legacy: a bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// Legacy: a file holding a bearer token (re-read on every request).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings for `https`.
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    /// Whether HTTP redirects are followed (default true).
+    #[serde(default = "default_true")]
+    pub follow_redirects: bool,
+    /// Whether HTTP/2 may be used (default true).
+    #[serde(default = "default_true")]
+    pub enable_http2: bool,
+    /// A proxy for every request.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Hosts, domains and CIDRs not sent through `proxy_url`, comma-separated.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// Use the proxy of the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables.
+    #[serde(default)]
+    pub proxy_from_environment: bool,
 }
 
 impl RemoteWriteConfig {
@@ -340,7 +406,9 @@ impl CollectorConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        parse_yaml(&text, Some(path))
+        let mut cfg = parse_yaml(&text, Some(path))?;
+        http_client::resolve_paths(&mut cfg, path.parent().unwrap_or(Path::new("")));
+        Ok(cfg)
     }
 
     /// Checks everything serde cannot: unique non-empty job names, `host:port`

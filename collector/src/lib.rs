@@ -24,6 +24,7 @@
 pub mod config;
 pub mod discovery;
 mod error;
+pub mod http_client;
 pub mod metrics;
 pub mod queue;
 pub mod relabel;
@@ -34,6 +35,7 @@ pub mod status;
 mod supervisor;
 pub mod targets;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +56,7 @@ pub use config::{
 };
 pub use error::CollectorError;
 
+use http_client::HttpClient;
 use metrics::CollectorMetrics;
 use queue::{Backlog, DiskOptions, DiskQueue, MemoryQueue};
 use remote_write::RemoteWriter;
@@ -131,7 +134,8 @@ pub struct Collector {
     reload_rx: mpsc::Receiver<ReloadRequest>,
     targets: Vec<Target>,
     external: Labels,
-    client: reqwest::Client,
+    client: HttpClient,
+    clients: Arc<HashMap<String, HttpClient>>,
     endpoints: Vec<Endpoint>,
     shared: Arc<Shared>,
     flush_timeout: Duration,
@@ -159,13 +163,13 @@ impl Collector {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        let client = reqwest::Client::builder()
-            .user_agent(remote_write::USER_AGENT)
-            .build()
-            .map_err(|e| CollectorError::HttpClient {
-                purpose: "scraping and remote write".to_string(),
+        let client = HttpClient::new(&config::HttpClientConfig::default()).map_err(|e| {
+            CollectorError::HttpClient {
+                purpose: "scraping".to_string(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
+        let clients = Arc::new(http_client::scrape_clients(&config)?);
         let metrics = Arc::new(CollectorMetrics::new(
             config.scrape_configs.iter().map(|s| s.job_name.as_str()),
             config.remote_write.iter().map(|r| r.url.as_str()),
@@ -175,7 +179,11 @@ impl Collector {
         let endpoints = config
             .remote_write
             .iter()
-            .map(|rw| {
+            .enumerate()
+            .map(|(i, rw)| {
+                let rw_client = HttpClient::new(&rw.http_client_config()).map_err(|e| {
+                    CollectorError::invalid(format!("remote_write[{i}].{}", e.key()), e.to_string())
+                })?;
                 let ep_metrics = metrics.endpoint(&rw.url);
                 let queue = match data_dir {
                     Some(dir) => Backlog::Disk(Arc::new(DiskQueue::open(
@@ -194,7 +202,7 @@ impl Collector {
                     })?;
                 Ok(Endpoint {
                     relabel: Arc::new(relabel),
-                    writer: RemoteWriter::new(rw, client.clone(), Arc::clone(&ep_metrics))?,
+                    writer: RemoteWriter::new(rw, rw_client, Arc::clone(&ep_metrics))?,
                     queue: Arc::new(queue),
                     metrics: ep_metrics,
                 })
@@ -211,6 +219,7 @@ impl Collector {
             targets,
             external,
             client,
+            clients,
             endpoints,
             shared: Arc::new(Shared {
                 metrics,
@@ -268,6 +277,7 @@ impl Collector {
         }
         let ctx = supervisor::ScrapeContext {
             client: self.client.clone(),
+            clients: Arc::clone(&self.clients),
             external: self.external.clone(),
             metrics: Arc::clone(&self.shared.metrics),
             sinks: self
@@ -479,6 +489,7 @@ impl Live {
             .ok_or_else(|| "the collector was not started from a config file".to_string())?;
         let new = CollectorConfig::load(&path).map_err(|e| e.to_string())?;
         new.validate().map_err(|e| e.to_string())?;
+        let clients = http_client::scrape_clients(&new).map_err(|e| e.to_string())?;
         if new.remote_write != self.config.remote_write || new.storage != self.config.storage {
             return Err(
                 "remote_write and storage changes need a restart (queued data stays on disk); nothing was changed"
@@ -493,6 +504,7 @@ impl Live {
         );
         let restart_all = external != self.ctx.external;
         self.ctx.external = external;
+        self.ctx.clients = Arc::new(clients);
         self.config = new;
         self.file_sd.refresh(&self.config);
         self.rediscover(restart_all);

@@ -14,6 +14,7 @@ use fleetwatch_model::Labels;
 use tokio::time::Instant;
 
 use crate::config::{QueueConfig, RemoteWriteConfig};
+use crate::http_client::HttpClient;
 use crate::metrics::EndpointMetrics;
 use crate::queue::QueuedSample;
 
@@ -43,7 +44,7 @@ pub enum BatchOutcome {
 #[derive(Debug, Clone)]
 pub struct RemoteWriter {
     url: reqwest::Url,
-    client: reqwest::Client,
+    client: HttpClient,
     timeout: Duration,
     queue: QueueConfig,
     metrics: Arc<EndpointMetrics>,
@@ -53,7 +54,7 @@ impl RemoteWriter {
     /// A writer for `cfg` (validated; its URL must parse).
     pub fn new(
         cfg: &RemoteWriteConfig,
-        client: reqwest::Client,
+        client: impl Into<HttpClient>,
         metrics: Arc<EndpointMetrics>,
     ) -> Result<Self, crate::CollectorError> {
         let url = reqwest::Url::parse(&cfg.url).map_err(|e| {
@@ -61,7 +62,7 @@ impl RemoteWriter {
         })?;
         Ok(Self {
             url,
-            client,
+            client: client.into(),
             timeout: cfg.remote_timeout.as_duration(),
             queue: cfg.queue_config.clone(),
             metrics,
@@ -206,7 +207,9 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn error_chain(e: &reqwest::Error) -> String {
+/// `e` with its chain of causes, `: `-separated (reqwest's Display leaves
+/// them out).
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

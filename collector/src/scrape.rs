@@ -18,6 +18,7 @@ pub use labels::{LabelMerger, Merged};
 pub use parse::{format_openmetrics_float, parse_exposition, Parsed, ParsedSample};
 pub use staleness::{StalenessTracker, Transition};
 
+use crate::http_client::HttpClient;
 use crate::metrics::{CollectorMetrics, EndpointMetrics, JobMetrics};
 use crate::queue::{Backlog, QueuedSample};
 use crate::relabel::Relabeler;
@@ -41,7 +42,7 @@ const SYNTHETIC: [&str; 5] = [
 #[derive(Debug)]
 pub struct Scraper {
     target: Target,
-    client: reqwest::Client,
+    client: HttpClient,
     external: Labels,
     tracker: StalenessTracker,
     metric_relabel: Relabeler,
@@ -52,10 +53,11 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// A scraper for `target`; `external` are the collector's external labels.
+    /// A scraper for `target`, fetching with its job's `client`; `external`
+    /// are the collector's external labels.
     pub fn new(
         target: Target,
-        client: reqwest::Client,
+        client: impl Into<HttpClient>,
         external: Labels,
         metrics: Arc<CollectorMetrics>,
     ) -> Self {
@@ -77,7 +79,7 @@ impl Scraper {
         });
         Self {
             target,
-            client,
+            client: client.into(),
             external,
             tracker: StalenessTracker::new(),
             metric_relabel,

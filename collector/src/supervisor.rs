@@ -2,6 +2,7 @@
 //! after a file_sd change or a config reload, loops of vanished targets
 //! stop, new targets get a loop, unchanged targets keep theirs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use fleetwatch_model::Labels;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::http_client::HttpClient;
 use crate::metrics::{CollectorMetrics, EndpointMetrics};
 use crate::queue::Backlog;
 use crate::relabel::Relabeler;
@@ -19,7 +21,10 @@ use crate::targets::Target;
 /// What every scrape loop needs besides its target.
 #[derive(Debug, Clone)]
 pub(crate) struct ScrapeContext {
-    pub(crate) client: reqwest::Client,
+    /// The client of a job missing from `clients` (none, once validated).
+    pub(crate) client: HttpClient,
+    /// Each job's client, by job name.
+    pub(crate) clients: Arc<HashMap<String, HttpClient>>,
     pub(crate) external: Labels,
     pub(crate) metrics: Arc<CollectorMetrics>,
     /// (queue, write relabeling, counters) of each endpoint.
@@ -113,7 +118,7 @@ fn start(target: Target, ctx: &ScrapeContext) -> Running {
     let status = Arc::new(TargetStatus::default());
     let scraper = Scraper::new(
         target.clone(),
-        ctx.client.clone(),
+        ctx.clients.get(&target.job).unwrap_or(&ctx.client).clone(),
         ctx.external.clone(),
         Arc::clone(&ctx.metrics),
     )

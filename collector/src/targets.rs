@@ -7,7 +7,7 @@ use fleetwatch_model::{Labels, METRIC_NAME};
 
 use std::collections::BTreeMap;
 
-use crate::config::{CollectorConfig, RelabelConfig, ScrapeConfig};
+use crate::config::{CollectorConfig, HttpClientConfig, RelabelConfig, ScrapeConfig};
 use crate::discovery::{FileSd, FILEPATH_LABEL};
 use crate::relabel::Relabeler;
 use crate::CollectorError;
@@ -47,6 +47,8 @@ pub struct Target {
     pub interval: Duration,
     /// Time allowed for one scrape.
     pub timeout: Duration,
+    /// The job's HTTP client settings (a change restarts the target's loop).
+    pub http_client: HttpClientConfig,
 }
 
 impl Target {
@@ -279,6 +281,7 @@ fn build_target(
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         interval: sc.effective_interval(&cfg.global).as_duration(),
         timeout: sc.effective_timeout(&cfg.global).as_duration(),
+        http_client: sc.http_client_config(),
     }))
 }
 

@@ -147,6 +147,7 @@ fn validate_scrape_config(
         }
         check_labels(&format!("{sat}.labels"), &st.labels)?;
     }
+    super::http_client::validate(&sc.http_client_config(), at)?;
     Ok(())
 }
 
@@ -179,6 +180,7 @@ fn validate_remote_write(rw: &RemoteWriteConfig, at: &str) -> Result<(), Collect
         &format!("{at}.write_relabel_configs"),
         &rw.write_relabel_configs,
     )?;
+    super::http_client::validate(&rw.http_client_config(), at)?;
     if let Some(name) = &rw.name {
         if name.is_empty()
             || !name
