@@ -183,7 +183,7 @@ pub fn group_by_series(batch: &[QueuedSample]) -> Vec<SeriesSamples> {
     out
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     let secs: u64 = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
@@ -195,7 +195,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -206,7 +206,7 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
