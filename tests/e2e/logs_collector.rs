@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::collector_queue_support::start_collector_proc;
 use super::logs::{entries, get, now_ns, range_params, SEC};
 use super::support::*;
 
@@ -86,44 +87,6 @@ fn labels(namespace: &str, pod: &str, container: &str) -> LabelMap {
     .collect()
 }
 
-fn collector_metric(listen: &str, name: &str) -> Option<f64> {
-    let text = http()
-        .get(format!("http://{listen}/metrics"))
-        .send()
-        .and_then(|r| r.text())
-        .ok()?;
-    parse_exposition(&text)
-        .into_iter()
-        .find(|(l, _)| l.get("__name__").map(String::as_str) == Some(name) && l.len() == 1)
-        .map(|(_, v)| v)
-}
-
-/// Starts a collector like [`start_collector`], returning its listen address too.
-fn start_logs_collector(config: &Path, data: &Path, log_dir: &Path) -> (Proc, String) {
-    let listen = free_addr();
-    let proc = Proc::spawn(
-        "collector",
-        BIN,
-        &[
-            "collector",
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--data-dir",
-            data.to_str().expect("utf-8 path"),
-            "--listen",
-            &listen,
-        ],
-        log_dir,
-    );
-    wait_until_ok(
-        "collector readiness",
-        &format!("http://{listen}/-/ready"),
-        Duration::from_secs(30),
-        &proc,
-    );
-    (proc, listen)
-}
-
 #[test]
 fn tailed_cri_docker_and_raw_pod_logs_arrive_exactly_with_their_labels() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -147,7 +110,8 @@ fn tailed_cri_docker_and_raw_pod_logs_arrive_exactly_with_their_labels() {
     );
     append(&web_log, &docker(t0, "GET / needle-4\n"));
     append(&raw_log, "raw needle-5\n");
-    let (mut collector, listen) = start_logs_collector(&cfg, &tmp.path().join("data"), tmp.path());
+    let mut collector =
+        start_collector_proc("collector", &cfg, &tmp.path().join("data"), tmp.path());
     // Written while it runs, the end of a physical line in a second write.
     append(&vm_log, &cri(t0 + 4, "stdout", "F", "three parts"));
     append(
@@ -249,29 +213,18 @@ fn tailed_cri_docker_and_raw_pod_logs_arrive_exactly_with_their_labels() {
         "{v}"
     );
     // The collector's own metrics agree.
-    let sent = wait_for(
+    let m = |name: &str| collector.metric_sum(&format!("fleetwatch_collector_log_{name}"), &[]);
+    wait_for(
         "lines_sent_total = 10",
         Duration::from_secs(20),
-        || collector.log(),
-        || {
-            collector_metric(&listen, "fleetwatch_collector_log_lines_sent_total")
-                .filter(|v| *v == 10.0)
-        },
+        || collector.proc.log(),
+        || (m("lines_sent_total") == 10.0).then_some(()),
     );
-    assert_eq!(sent, 10.0);
-    assert_eq!(
-        collector_metric(&listen, "fleetwatch_collector_log_files_watched"),
-        Some(3.0)
-    );
-    assert_eq!(
-        collector_metric(&listen, "fleetwatch_collector_log_lines_read_total"),
-        Some(10.0)
-    );
-    assert!(
-        collector.terminate(Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    assert_eq!(m("files_watched"), 3.0);
+    assert_eq!(m("lines_read_total"), 10.0);
+    assert_eq!(m("lines_malformed_total"), 0.0);
+    let log = collector.proc.log();
+    assert!(collector.proc.terminate(Duration::from_secs(20)), "{log}");
 }
 
 /// How the file is rotated while the collector is down.
@@ -302,14 +255,14 @@ fn restart_and_rotation_deliver_every_line_once(rotation: Rotation) {
     let log = root.join("vms_virt-launcher-vm-r-q1w2e_5e6f/compute/0.log");
     let selector = r#"{pod="virt-launcher-vm-r-q1w2e"}"#;
     write_seq(&log, 0, 200);
-    let (mut collector, _) = start_logs_collector(&cfg, &data, tmp.path());
+    let mut collector = start_collector_proc("collector", &cfg, &data, tmp.path());
     // Killed mid-file: lines are being written while it ships them.
     let writer = {
         let log = log.clone();
         std::thread::spawn(move || write_seq(&log, 200, 1200))
     };
-    wait_for_lines(&hub.addr, selector, 400, &collector);
-    collector.kill();
+    wait_for_lines(&hub.addr, selector, 400, &collector.proc);
+    collector.proc.kill();
     writer.join().expect("writer thread");
     // Rotated while it is down, and more lines in the new file.
     let rotated = log.with_extension("log.1");
@@ -325,20 +278,20 @@ fn restart_and_rotation_deliver_every_line_once(rotation: Rotation) {
         }
     }
     write_seq(&log, 1200, 1300);
-    let (mut collector, listen) = start_logs_collector(&cfg, &data, tmp.path());
+    let mut collector = start_collector_proc("collector", &cfg, &data, tmp.path());
     write_seq(&log, 1300, 1400);
-    wait_for_lines(&hub.addr, selector, 1400, &collector);
+    wait_for_lines(&hub.addr, selector, 1400, &collector.proc);
     // Settle: nothing new read and nothing left queued, so no line can
     // still be on its way.
     let mut last_read = -1.0;
     wait_for(
         "the collector to have sent all it read",
         Duration::from_secs(30),
-        || collector.log(),
+        || collector.proc.log(),
         || {
-            let read = collector_metric(&listen, "fleetwatch_collector_log_lines_read_total")?;
-            let queued = collector_metric(&listen, "fleetwatch_collector_log_queue_bytes")?;
-            let settled = read == last_read && queued == 0.0;
+            let read = collector.metric_sum("fleetwatch_collector_log_lines_read_total", &[]);
+            let queued = collector.metric_sum("fleetwatch_collector_log_queue_bytes", &[]);
+            let settled = read > 0.0 && read == last_read && queued == 0.0;
             last_read = read;
             settled.then_some(())
         },
@@ -357,16 +310,13 @@ fn restart_and_rotation_deliver_every_line_once(rotation: Rotation) {
         seqs,
         (0..1400).collect::<Vec<_>>(),
         "{rotation:?}: every line once and in order\n{}",
-        collector.log()
+        collector.proc.log()
     );
     assert!(got
         .iter()
         .all(|(_, l)| *l == labels("vms", "virt-launcher-vm-r-q1w2e", "compute")));
-    assert!(
-        collector.terminate(Duration::from_secs(20)),
-        "{}",
-        collector.log()
-    );
+    let log = collector.proc.log();
+    assert!(collector.proc.terminate(Duration::from_secs(20)), "{log}");
 }
 
 #[test]

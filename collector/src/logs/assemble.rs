@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::checkpoint::Pending;
 use super::format::Entry;
+pub(crate) use crate::remote_write::truncate as cut_at;
 
 /// A whole line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,18 +17,6 @@ pub struct Line {
     pub text: String,
     /// True when the line was longer than `max` and was cut.
     pub cut: bool,
-}
-
-/// The longest prefix of `s` of at most `max` bytes on a char boundary.
-pub fn cut_at(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Adds one parsed entry; returns the line it completes, if any.

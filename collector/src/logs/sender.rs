@@ -24,12 +24,10 @@ use tokio::sync::watch;
 use super::metrics::LogMetrics;
 use super::queue::{Batch, BatchQueue};
 use crate::config::LogsConfig;
-use crate::remote_write::{error_chain, retry_after, truncate};
+use crate::remote_write::{error_chain, next_backoff, parse_url, Answer};
 
 /// How long the sender waits for a published batch before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
-/// How much of a rejecting response body is logged.
-const MAX_LOGGED_BODY: usize = 512;
 /// Timeout of the lookup of a recovered batch.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -82,9 +80,7 @@ impl Sender {
         client: reqwest::Client,
         metrics: Arc<LogMetrics>,
     ) -> Result<Self, crate::CollectorError> {
-        let url = reqwest::Url::parse(&cfg.url).map_err(|e| {
-            crate::CollectorError::invalid("logs.url", format!("{:?}: {e}", cfg.url))
-        })?;
+        let url = parse_url("logs.url", &cfg.url)?;
         let lookup_url = url.path().strip_suffix("/push").map(|base| {
             let mut u = url.clone();
             u.set_path(&format!("{base}/query_range"));
@@ -183,34 +179,19 @@ impl Sender {
         // otherwise, as remote write does.
         loop {
             attempt += 1;
-            let result = self
-                .client
-                .post(self.url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-                .timeout(self.timeout)
-                .body(body.clone())
-                .send()
-                .await;
-            let delay = match result {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let wait = retry_after(&resp);
-                    let text = resp.text().await.unwrap_or_default();
-                    if status.is_success() {
-                        tracing::debug!(url = %self.url, lines, attempts = attempt, "log push ok");
-                        return Outcome::Sent;
-                    }
-                    let too_many = status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-                    if !(status.is_server_error() || too_many) {
-                        tracing::error!(url = %self.url, status = status.as_u16(), lines, body = %truncate(&text, MAX_LOGGED_BODY), "log push rejected; dropping the batch");
-                        return Outcome::Rejected(status.as_u16());
-                    }
-                    let honour = too_many || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
-                    let delay = match wait {
-                        Some(d) if honour => d,
-                        _ => backoff,
-                    };
-                    tracing::warn!(url = %self.url, status = status.as_u16(), lines, attempt, retry_in_ms = delay.as_millis() as u64, body = %truncate(&text, MAX_LOGGED_BODY), "log push failed; retrying");
+            let delay = match self.post(&body).await {
+                Ok(answer) if answer.status.is_success() => {
+                    tracing::debug!(url = %self.url, lines, attempts = attempt, "log push ok");
+                    return Outcome::Sent;
+                }
+                Ok(answer) if !answer.retryable() => {
+                    let status = answer.status.as_u16();
+                    tracing::error!(url = %self.url, status, lines, body = %answer.shown(), "log push rejected; dropping the batch");
+                    return Outcome::Rejected(status);
+                }
+                Ok(answer) => {
+                    let delay = answer.delay(backoff);
+                    tracing::warn!(url = %self.url, status = answer.status.as_u16(), lines, attempt, retry_in_ms = delay.as_millis() as u64, body = %answer.shown(), "log push failed; retrying");
                     delay
                 }
                 Err(e) => {
@@ -220,8 +201,19 @@ impl Sender {
             };
             self.metrics.push_retries.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
-            backoff = (backoff * 2).min(self.max_backoff).max(self.min_backoff);
+            backoff = next_backoff(backoff, self.min_backoff, self.max_backoff);
         }
+    }
+
+    /// One push attempt, its answer read whole.
+    async fn post(&self, body: &Bytes) -> Result<Answer, reqwest::Error> {
+        let req = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .timeout(self.timeout)
+            .body(body.clone());
+        Ok(Answer::read(req.send().await?).await)
     }
 
     /// Whether the hub already holds the last line of the batch's first

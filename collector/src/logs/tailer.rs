@@ -237,6 +237,19 @@ impl Tailer {
         );
     }
 
+    /// Tracks the rotated file `found` (path, handle, identity) with the
+    /// reading state `old` had, to be read to its end and let go.
+    fn track_rotated(&mut self, old: FileState, found: (PathBuf, File, Key), labels: LabelMap) {
+        let (path, file, key) = found;
+        let state = FileState {
+            path,
+            dev: key.0,
+            ino: key.1,
+            ..old
+        };
+        self.track(state, file, labels, true);
+    }
+
     /// Takes up the checkpointed files: where they still are, or where
     /// rotation moved them while the collector was down.
     pub fn resume(&mut self, states: Vec<FileState>) {
@@ -254,16 +267,10 @@ impl Tailer {
                 continue;
             }
             match find_rotated(&s, None) {
-                Some((path, file, key)) => {
-                    tracing::info!(file = %s.path.display(), rotated_to = %path.display(), offset = s.offset, "log file was rotated while the collector was down; reading the rest of it first");
+                Some(found) => {
+                    tracing::info!(file = %s.path.display(), rotated_to = %found.0.display(), offset = s.offset, "log file was rotated while the collector was down; reading the rest of it first");
                     self.metrics.rotations.fetch_add(1, Ordering::Relaxed);
-                    let state = FileState {
-                        path,
-                        dev: key.0,
-                        ino: key.1,
-                        ..s
-                    };
-                    self.track(state, file, labels, true);
+                    self.track_rotated(s, found, labels);
                 }
                 None if s.offset > 0 => {
                     tracing::warn!(file = %s.path.display(), offset = s.offset, "log file is gone and no rotated copy was found next to it; its unread lines are lost");
@@ -348,15 +355,10 @@ impl Tailer {
         t.carry.clear();
         self.mark(key);
         match find_rotated(&old, Some(key)) {
-            Some((path, file, copy_key)) if !self.files.contains_key(&copy_key) => {
-                tracing::info!(file = %old.path.display(), copy = %path.display(), offset = old.offset, "log file was truncated (copy-truncate); reading the rest of its copy first");
-                let state = FileState {
-                    path,
-                    dev: copy_key.0,
-                    ino: copy_key.1,
-                    ..old
-                };
-                self.track(state, file, labels, true);
+            Some(found) if !self.files.contains_key(&found.2) => {
+                tracing::info!(file = %old.path.display(), copy = %found.0.display(), offset = old.offset, "log file was truncated (copy-truncate); reading the rest of its copy first");
+                let copy_key = found.2;
+                self.track_rotated(old, found, labels);
                 self.drain(copy_key);
             }
             _ => {

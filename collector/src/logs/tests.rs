@@ -67,6 +67,21 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).expect("append");
 }
 
+/// Copies `path` to `copy` and truncates `path` (logrotate's copytruncate).
+fn copy_truncate(path: &Path, copy: &Path) {
+    std::fs::copy(path, copy).expect("copy");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|h| h.set_len(0))
+        .expect("truncate");
+}
+
+/// `n` steps' worth of lines.
+fn steps(s: &mut LogShipper, n: usize) -> Vec<(BTreeMap<String, String>, String)> {
+    (0..n).flat_map(|_| step(s)).collect()
+}
+
 fn cri(i: u64, stream: &str, tag: &str, text: &str) -> String {
     format!(
         "2026-01-01T00:00:{:02}.{:09}Z {stream} {tag} {text}\n",
@@ -95,6 +110,19 @@ fn drain(s: &LogShipper) -> Vec<(BTreeMap<String, String>, String)> {
         s.queue.ack(seq, false).expect("ack");
     }
     out
+}
+
+/// A shipper on one CRI file that has read and queued `lines`.
+fn started(lines: &[&str]) -> (Env, LogsConfig, PathBuf, LogShipper) {
+    let e = env();
+    let cfg = e.config("");
+    let f = e.file(POD, "compute");
+    let mut s = e.open(&cfg);
+    for (i, l) in lines.iter().enumerate() {
+        append(&f, &cri(i as u64 + 1, "stdout", "F", l));
+    }
+    assert_eq!(texts(&step(&mut s)), lines);
+    (e, cfg, f, s)
 }
 
 fn texts(v: &[(BTreeMap<String, String>, String)]) -> Vec<&str> {
@@ -183,15 +211,7 @@ fn long_lines_are_cut_and_filters_drop() {
 
 #[test]
 fn restart_resumes_after_the_last_queued_line_with_partial_lines_kept() {
-    let e = env();
-    let cfg = e.config("");
-    let f = e.file(POD, "compute");
-    let mut s = e.open(&cfg);
-    append(
-        &f,
-        &[cri(1, "stdout", "F", "a"), cri(2, "stdout", "F", "b")].concat(),
-    );
-    assert_eq!(texts(&step(&mut s)), ["a", "b"]);
+    let (e, cfg, f, mut s) = started(&["a", "b"]);
     // A partial line, and half a physical line without its newline.
     append(&f, &cri(3, "stdout", "P", "c1-"));
     append(&f, "2026-01-01T00:00:00.000000004Z stdout F c2");
@@ -205,12 +225,7 @@ fn restart_resumes_after_the_last_queued_line_with_partial_lines_kept() {
 
 #[test]
 fn a_checkpoint_older_than_the_queue_is_caught_up_from_the_queued_batches() {
-    let e = env();
-    let cfg = e.config("");
-    let f = e.file(POD, "compute");
-    let mut s = e.open(&cfg);
-    append(&f, &cri(1, "stdout", "F", "first"));
-    assert_eq!(texts(&step(&mut s)), ["first"]);
+    let (e, cfg, f, mut s) = started(&["first"]);
     let ckpt = e.data.join(checkpoint::CHECKPOINT_FILE);
     let before = std::fs::read(&ckpt).expect("checkpoint");
     append(&f, &cri(2, "stdout", "F", "second"));
@@ -227,12 +242,7 @@ fn a_checkpoint_older_than_the_queue_is_caught_up_from_the_queued_batches() {
 
 #[test]
 fn a_garbage_checkpoint_is_reported_and_files_are_read_from_the_start() {
-    let e = env();
-    let cfg = e.config("");
-    let f = e.file(POD, "compute");
-    let mut s = e.open(&cfg);
-    append(&f, &cri(1, "stdout", "F", "one"));
-    assert_eq!(texts(&step(&mut s)), ["one"]);
+    let (e, cfg, _f, s) = started(&["one"]);
     drop(s);
     std::fs::write(
         e.data.join(checkpoint::CHECKPOINT_FILE),
@@ -255,46 +265,26 @@ fn rename_rotation_while_running_reads_the_old_file_to_its_end_first() {
     append(&f, &cri(2, "stdout", "F", "old-2"));
     std::fs::rename(&f, f.with_extension("log.1")).expect("rotate");
     append(&f, &cri(3, "stdout", "F", "new-1"));
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        got.extend(step(&mut s));
-    }
-    assert_eq!(texts(&got), ["old-2", "new-1"]);
+    assert_eq!(texts(&steps(&mut s, 4)), ["old-2", "new-1"]);
     assert_eq!(e.metrics.files_watched.load(Ordering::Relaxed), 1);
 }
 
 #[test]
 fn rotation_while_down_by_rename_and_by_copy_truncate_loses_and_repeats_nothing() {
-    for copy_truncate in [false, true] {
-        let e = env();
-        let cfg = e.config("");
-        let f = e.file(POD, "compute");
-        let mut s = e.open(&cfg);
-        append(
-            &f,
-            &[cri(1, "stdout", "F", "l1"), cri(2, "stdout", "F", "l2")].concat(),
-        );
-        assert_eq!(texts(&step(&mut s)), ["l1", "l2"]);
+    for by_copy in [false, true] {
+        let (e, cfg, f, s) = started(&["l1", "l2"]);
         drop(s);
         append(&f, &cri(3, "stdout", "F", "l3"));
         let rotated = f.with_extension("log.20260101");
-        if copy_truncate {
-            std::fs::copy(&f, &rotated).expect("copy");
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&f)
-                .and_then(|h| h.set_len(0))
-                .expect("truncate");
+        if by_copy {
+            copy_truncate(&f, &rotated);
         } else {
             std::fs::rename(&f, &rotated).expect("rename");
         }
         append(&f, &cri(4, "stdout", "F", "l4"));
         let mut s = e.open(&cfg);
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            got.extend(step(&mut s));
-        }
-        assert_eq!(texts(&got), ["l3", "l4"], "copy_truncate={copy_truncate}");
+        let got = steps(&mut s, 3);
+        assert_eq!(texts(&got), ["l3", "l4"], "by_copy={by_copy}");
         assert_eq!(e.metrics.rotations.load(Ordering::Relaxed), 1);
     }
 }
@@ -307,18 +297,9 @@ fn copy_truncate_while_running_reads_the_copy_then_the_file_from_zero() {
     append(&f, &cri(1, "stdout", "F", "a"));
     assert_eq!(texts(&step(&mut s)), ["a"]);
     append(&f, &cri(2, "stdout", "F", "b"));
-    std::fs::copy(&f, f.with_extension("log.1")).expect("copy");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&f)
-        .and_then(|h| h.set_len(0))
-        .expect("truncate");
+    copy_truncate(&f, &f.with_extension("log.1"));
     append(&f, &cri(3, "stdout", "F", "c"));
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.extend(step(&mut s));
-    }
-    assert_eq!(texts(&got), ["b", "c"]);
+    assert_eq!(texts(&steps(&mut s, 3)), ["b", "c"]);
 }
 
 #[test]
@@ -330,10 +311,7 @@ fn a_deleted_file_is_finished_from_its_open_handle() {
     s.tailer.poll();
     append(&f, &cri(2, "stdout", "F", "b"));
     std::fs::remove_file(&f).expect("delete");
-    let mut got = step(&mut s);
-    got.extend(step(&mut s));
-    got.extend(step(&mut s));
-    assert_eq!(texts(&got), ["a", "b"]);
+    assert_eq!(texts(&steps(&mut s, 3)), ["a", "b"]);
     assert_eq!(e.metrics.files_watched.load(Ordering::Relaxed), 0);
     assert!(s.tailer.states().is_empty());
 }
