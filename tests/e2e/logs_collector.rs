@@ -137,7 +137,7 @@ fn tailed_cri_docker_and_raw_pod_logs_arrive_exactly_with_their_labels() {
         &hub.addr,
         &format!("{{cluster=\"{CLUSTER}\"}}"),
         10,
-        &collector,
+        &collector.proc,
     );
     assert_eq!(all.len(), 10, "{all:?}");
     let vm = all_lines(
