@@ -116,7 +116,16 @@ pub struct Tailer {
     /// Files read to their end and let go, with their fingerprint, so a
     /// rotated file still matching a glob is not read again.
     done: HashMap<Key, (u64, u32)>,
-    buf: Vec<u8>,
+    buf: ReadBuf,
+}
+
+/// The read buffer (not shown by `Debug`).
+struct ReadBuf(Vec<u8>);
+
+impl std::fmt::Debug for ReadBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReadBuf({} bytes)", self.0.len())
+    }
 }
 
 fn now_ns() -> i64 {
@@ -205,7 +214,7 @@ impl Tailer {
             dirty: BTreeSet::new(),
             changed_since: None,
             done: HashMap::new(),
-            buf: vec![0u8; CHUNK],
+            buf: ReadBuf(vec![0u8; CHUNK]),
         }
     }
 
@@ -482,7 +491,7 @@ impl Tailer {
         let Some(t) = self.files.get_mut(&key) else {
             return false;
         };
-        let n = match t.file.read_at(&mut self.buf, t.read_pos()) {
+        let n = match t.file.read_at(&mut self.buf.0, t.read_pos()) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(file = %t.state.path.display(), error = %e, "cannot read log file");
@@ -496,7 +505,7 @@ impl Tailer {
             .bytes_read
             .fetch_add(n as u64, Ordering::Relaxed);
         t.eof_polls = 0;
-        t.carry.extend_from_slice(&self.buf[..n]);
+        t.carry.extend_from_slice(&self.buf.0[..n]);
         let carry = std::mem::take(&mut t.carry);
         let mut start = 0;
         let mut lines = Vec::new();
