@@ -195,3 +195,49 @@ impl LogsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> LogsConfig {
+        serde_yaml::from_str(yaml).expect("parses")
+    }
+
+    #[test]
+    fn defaults_and_url_aliases() {
+        let c = parse("loki_url: http://hub:9190/loki/api/v1/push\n");
+        assert_eq!(c.url, "http://hub:9190/loki/api/v1/push");
+        assert_eq!(c.paths, vec![DEFAULT_LOG_GLOB.to_string()]);
+        assert_eq!(c.format, LogFormat::Auto);
+        assert_eq!(c.max_line_bytes, ByteSize(256 << 10));
+        assert_eq!(c.batch_wait, PromDuration::from_secs(1));
+        c.validate().expect("valid");
+        assert_eq!(
+            parse("endpoint: http://h/x\nformat: docker\n").format,
+            LogFormat::Docker
+        );
+        assert!(serde_yaml::from_str::<LogsConfig>("url: http://h/x\nformat: json\n").is_err());
+        assert!(serde_yaml::from_str::<LogsConfig>("url: http://h/x\nbogus: 1\n").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let err = |extra: &str| {
+            parse(&format!("url: http://h/loki/api/v1/push\n{extra}"))
+                .validate()
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert!(parse("url: ftp://h/x\n").validate().is_err());
+        assert!(parse("url: not a url\n").validate().is_err());
+        assert!(err("paths: []\n").contains("logs.paths"));
+        assert!(err("exclude: ['(']\n").contains("logs.exclude[0]"));
+        assert!(err("include_labels: {namespace: '['}\n").contains("logs.include_labels.namespace"));
+        assert!(err("labels: {'1bad': x}\n").contains("logs.labels"));
+        assert!(err("batch_size: 1MB\nmax_queue_bytes: 1MB\n").contains("logs.max_queue_bytes"));
+        assert!(err("poll_interval: 0s\n").contains("logs.poll_interval"));
+        assert!(err("min_backoff: 2s\nmax_backoff: 1s\n").contains("logs.max_backoff"));
+        assert!(err("max_line_bytes: 8\n").contains("logs.max_line_bytes"));
+    }
+}
