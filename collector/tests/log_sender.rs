@@ -100,15 +100,34 @@ fn config(addr: std::net::SocketAddr) -> LogsConfig {
     serde_yaml::from_str(&yaml).expect("config")
 }
 
+/// Timestamp of the first line of every batch; the next ones follow by 1 ns.
+const T0: i64 = 1_700_000_000_000_000_000;
+
 fn stream(lines: &[&str]) -> Vec<BatchStream> {
-    vec![BatchStream {
-        labels: BTreeMap::from([("job".to_string(), "t".to_string())]),
-        entries: lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (1_700_000_000_000_000_000 + i as i64, l.to_string()))
-            .collect(),
-    }]
+    let labels = BTreeMap::from([("job".to_string(), "t".to_string())]);
+    let entries = (T0..).zip(lines.iter().map(|l| l.to_string())).collect();
+    vec![BatchStream { labels, entries }]
+}
+
+/// A fake endpoint answering `statuses`, an empty queue, its metrics and
+/// its directory.
+type Setup = (
+    Arc<Fake>,
+    Server,
+    Arc<BatchQueue>,
+    Arc<LogMetrics>,
+    tempfile::TempDir,
+);
+
+async fn setup(statuses: Vec<u16>) -> Setup {
+    let fake = Arc::new(Fake::default());
+    *fake.statuses.lock().expect("lock") = statuses;
+    let server = start(&fake).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Arc::new(LogMetrics::default());
+    let queue =
+        BatchQueue::open(dir.path(), 1 << 20, 1 << 20, Arc::clone(&metrics)).expect("queue");
+    (fake, server, Arc::new(queue), metrics, dir)
 }
 
 /// Runs the sender until it has sent everything published.
@@ -127,13 +146,7 @@ async fn send_all(
 
 #[tokio::test]
 async fn retries_5xx_and_429_drops_a_400_batch_and_keeps_order() {
-    let fake = Arc::new(Fake::default());
-    *fake.statuses.lock().expect("lock") = vec![500, 429, 204, 400, 204];
-    let server = start(&fake).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let m = Arc::new(LogMetrics::default());
-    let queue =
-        Arc::new(BatchQueue::open(dir.path(), 1 << 20, 1 << 20, Arc::clone(&m)).expect("queue"));
+    let (fake, server, queue, m, _dir) = setup(vec![500, 429, 204, 400, 204]).await;
     let first = queue.append(vec![], stream(&["a", "b"])).expect("append");
     queue.append(vec![], stream(&["poison"])).expect("append");
     let last = queue.append(vec![], stream(&["c"])).expect("append");
@@ -166,12 +179,7 @@ async fn retries_5xx_and_429_drops_a_400_batch_and_keeps_order() {
 
 #[tokio::test]
 async fn a_recovered_batch_the_hub_already_holds_is_not_sent_again() {
-    let fake = Arc::new(Fake::default());
-    let server = start(&fake).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let m = Arc::new(LogMetrics::default());
-    let queue =
-        Arc::new(BatchQueue::open(dir.path(), 1 << 20, 1 << 20, Arc::clone(&m)).expect("queue"));
+    let (fake, server, queue, m, _dir) = setup(Vec::new()).await;
     let delivered = queue.append(vec![], stream(&["x", "y"])).expect("append");
     let fresh = queue.append(vec![], stream(&["z"])).expect("append");
     queue.publish(fresh);
