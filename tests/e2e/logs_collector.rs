@@ -296,6 +296,13 @@ fn restart_and_rotation_deliver_every_line_once(rotation: Rotation) {
             settled.then_some(())
         },
     );
+    // The restarted collector found the rotated file and read its rest.
+    assert_eq!(
+        collector.metric_sum("fleetwatch_collector_log_rotations_total", &[]),
+        1.0,
+        "{}",
+        collector.proc.log()
+    );
     let got = all_lines(&hub.addr, selector);
     let seqs: Vec<usize> = got
         .iter()

@@ -301,6 +301,11 @@ impl Tailer {
         let mut seen = HashSet::new();
         for pattern in self.cfg.paths.clone() {
             for path in expand_glob(&pattern) {
+                if path.to_str().is_none() {
+                    // The checkpoint records paths as UTF-8.
+                    tracing::debug!(file = %path.display(), "skipping a log file whose path is not UTF-8");
+                    continue;
+                }
                 let Ok(m) = std::fs::metadata(&path) else {
                     continue;
                 };
