@@ -23,8 +23,17 @@ const CLUSTERS: [(&str, &[Scenario]); 3] = [
     ("staging", &[Scenario::MigrationFailures]),
 ];
 
-/// The collector config the demo gives each cluster.
-fn collector_yaml(cluster: &str, target: &str, hub: &str, interval: &str) -> String {
+/// The collector config the demo gives each cluster: scrape its simulator,
+/// tail its simulator's VM logs (`log_dir`, the pod log layout; checkpoint
+/// and queue under `state_dir`).
+fn collector_yaml(
+    cluster: &str,
+    target: &str,
+    hub: &str,
+    interval: &str,
+    log_dir: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> String {
     format!(
         r#"global:
   scrape_interval: {interval}
@@ -37,7 +46,13 @@ scrape_configs:
       - targets: ['{target}']
 remote_write:
   - url: http://{hub}/api/v1/write
-"#
+logs:
+  url: http://{hub}/loki/api/v1/push
+  paths: ['{}/*/*/*.log']
+  path: '{}'
+"#,
+        log_dir.display(),
+        state_dir.display()
     )
 }
 
@@ -117,13 +132,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let mut lines = Vec::new();
     for (i, (cluster, scenarios)) in CLUSTERS.iter().enumerate() {
+        let log_dir = args.data_dir.join("logs").join(cluster);
         let sim = Simulator::new(SimulatorOptions {
             cluster: cluster.to_string(),
             vms: args.vms,
             nodes: None,
             scenarios: scenarios.to_vec(),
             seed: 1000 + i as u64,
-            log_dir: Some(args.data_dir.join("logs").join(cluster)),
+            log_dir: Some(log_dir.clone()),
         });
         let sim_listener = TcpListener::bind("127.0.0.1:0").await?;
         let sim_addr = sim_listener.local_addr()?.to_string();
@@ -135,7 +151,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             ),
         ));
 
-        let yaml = collector_yaml(cluster, &sim_addr, &hub_addr, &args.scrape_interval);
+        let state_dir = args.data_dir.join("collector-logs").join(cluster);
+        let yaml = collector_yaml(
+            cluster,
+            &sim_addr,
+            &hub_addr,
+            &args.scrape_interval,
+            &log_dir,
+            &state_dir,
+        );
         let config = CollectorConfig::from_yaml_str(&yaml)?;
         config.validate()?;
         let collector = Collector::new(config)?;
@@ -170,6 +194,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          \x20 curl -s 'http://{hub_addr}/api/v1/query' --data-urlencode 'query=count by (cluster) (kubevirt_vm_memory_usage_bytes)'\n\
          \x20 curl -s 'http://{hub_addr}/api/v1/query' --data-urlencode 'query=kubevirt_vm_memory_usage_bytes / kubevirt_vm_memory_available_bytes > 0.9'\n\
          \x20 curl -s 'http://{hub_addr}/api/v1/query' --data-urlencode 'query=sum by (cluster) (rate(kubevirt_vmi_cpu_usage_seconds_total[1m]))'\n\n\
+         VM logs (Loki API, e.g. Grafana's Loki datasource on the same URL):\n\
+         \x20 curl -s 'http://{hub_addr}/loki/api/v1/query_range' --data-urlencode 'query={{cluster=\"staging\"}} |= \"migration\" |= \"failed\"'\n\
+         \x20 curl -s 'http://{hub_addr}/loki/api/v1/query' --data-urlencode 'query=sum by (cluster, namespace) (count_over_time({{container=\"compute\"}} |= \"failed\" [10m]))'\n\n\
          The seed's rules (VMHighMemory, VMMigrationFailed, ClusterDown) run every 15 s:\n\
          \x20 curl -s 'http://{hub_addr}/api/v1/alerts'    (pending and firing alerts)\n\
          \x20 curl -s 'http://{hub_addr}/api/v1/rules'\n\

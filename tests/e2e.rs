@@ -23,6 +23,7 @@ mod e2e {
     pub mod federate;
     pub mod grafana;
     pub mod logs;
+    pub mod logs_collector;
     pub mod peers;
     pub mod pipeline;
     pub mod restart;

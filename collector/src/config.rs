@@ -4,6 +4,7 @@
 mod bytesize;
 mod duration;
 mod http_client;
+mod logs;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 pub use bytesize::ByteSize;
 pub use duration::PromDuration;
 pub use http_client::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig, TlsVersion};
+pub use logs::{LogFormat, LogsConfig, DEFAULT_LOG_GLOB};
 
 pub use crate::relabel::{RelabelAction, RelabelConfig};
 
@@ -35,6 +37,9 @@ pub struct CollectorConfig {
     /// Where the remote-write queues live on disk.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Log files tailed and pushed to the hub's Loki endpoint (none if absent).
+    #[serde(default)]
+    pub logs: Option<LogsConfig>,
 }
 
 /// The `storage` section: the disk-backed remote-write queues.
@@ -414,7 +419,8 @@ impl CollectorConfig {
     /// Checks everything serde cannot: unique non-empty job names, `host:port`
     /// targets, timeouts not above intervals, parseable URLs, valid label names.
     pub fn validate(&self) -> Result<(), CollectorError> {
-        validate::validate(self)
+        validate::validate(self)?;
+        self.logs.as_ref().map_or(Ok(()), LogsConfig::validate)
     }
 }
 

@@ -141,7 +141,7 @@ pub fn expand(pattern: &Path) -> Vec<PathBuf> {
 }
 
 /// `*` matches any run of characters, `?` one character.
-fn wildcard(pattern: &str, name: &str) -> bool {
+pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     // Classic two-pointer match with backtracking to the last `*`.

@@ -25,6 +25,7 @@ pub mod config;
 pub mod discovery;
 mod error;
 pub mod http_client;
+pub mod logs;
 pub mod metrics;
 pub mod queue;
 pub mod relabel;
@@ -139,6 +140,7 @@ pub struct Collector {
     endpoints: Vec<Endpoint>,
     shared: Arc<Shared>,
     flush_timeout: Duration,
+    logs: Option<logs::LogShipper>,
 }
 
 impl Collector {
@@ -211,6 +213,16 @@ impl Collector {
         if endpoints.is_empty() {
             tracing::warn!("no remote_write configured; scraped samples are discarded");
         }
+        let logs = match &config.logs {
+            Some(cfg) => Some(logs::LogShipper::open(
+                cfg,
+                &logs::LogShipper::dir(cfg, data_dir)?,
+                &config.global.external_labels,
+                client.clone(),
+                Arc::clone(&metrics.logs),
+            )?),
+            None => None,
+        };
         let (reload_tx, reload_rx) = mpsc::channel(4);
         Ok(Self {
             config,
@@ -231,6 +243,7 @@ impl Collector {
                 reload: ReloadHandle { tx: reload_tx },
             }),
             flush_timeout: DEFAULT_FLUSH_TIMEOUT,
+            logs,
         })
     }
 
@@ -275,6 +288,9 @@ impl Collector {
                 drain_rx.clone(),
             ));
         }
+        let logs = self
+            .logs
+            .map(|l| tokio::spawn(l.run(drain_rx.clone(), self.flush_timeout)));
         let ctx = supervisor::ScrapeContext {
             client: self.client.clone(),
             clients: Arc::clone(&self.clients),
@@ -372,6 +388,11 @@ impl Collector {
                 timeout_ms = self.flush_timeout.as_millis() as u64,
                 "flush timed out; queued samples were not shipped (on disk they are sent after a restart)"
             );
+        }
+        if let Some(task) = logs {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "log shipping task failed");
+            }
         }
         tracing::info!("collector stopped");
         match failure {
@@ -490,9 +511,12 @@ impl Live {
         let new = CollectorConfig::load(&path).map_err(|e| e.to_string())?;
         new.validate().map_err(|e| e.to_string())?;
         let clients = http_client::scrape_clients(&new).map_err(|e| e.to_string())?;
-        if new.remote_write != self.config.remote_write || new.storage != self.config.storage {
+        if new.remote_write != self.config.remote_write
+            || new.storage != self.config.storage
+            || new.logs != self.config.logs
+        {
             return Err(
-                "remote_write and storage changes need a restart (queued data stays on disk); nothing was changed"
+                "remote_write, storage and logs changes need a restart (queued data stays on disk); nothing was changed"
                     .to_string(),
             );
         }

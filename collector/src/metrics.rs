@@ -128,6 +128,8 @@ pub struct CollectorMetrics {
     /// Samples dropped because a queue was full (the in-memory queue waits
     /// instead, so this stays 0 unless a queue cannot wait).
     pub samples_dropped_queue_full: AtomicU64,
+    /// The log pipeline's counters (`logs` section).
+    pub logs: Arc<crate::logs::LogMetrics>,
 }
 
 impl CollectorMetrics {
@@ -313,6 +315,7 @@ impl CollectorMetrics {
         );
 
         self.render_durations(&mut out);
+        self.logs.render(&mut out);
         out
     }
 

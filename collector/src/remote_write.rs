@@ -57,9 +57,7 @@ impl RemoteWriter {
         client: impl Into<HttpClient>,
         metrics: Arc<EndpointMetrics>,
     ) -> Result<Self, crate::CollectorError> {
-        let url = reqwest::Url::parse(&cfg.url).map_err(|e| {
-            crate::CollectorError::invalid("remote_write.url", format!("{:?}: {e}", cfg.url))
-        })?;
+        let url = parse_url("remote_write.url", &cfg.url)?;
         Ok(Self {
             url,
             client: client.into(),
@@ -111,29 +109,20 @@ impl RemoteWriter {
                 .await;
             let delay = match result {
                 Ok(resp) => {
-                    let status = resp.status();
-                    // Read the whole answer so the connection can be reused.
-                    let retry_after = retry_after(&resp);
-                    let text = resp.text().await.unwrap_or_default();
+                    let answer = Answer::read(resp).await;
                     self.metrics.observe_request(started.elapsed());
+                    let status = answer.status;
                     if status.is_success() {
                         break BatchOutcome::Sent;
                     }
-                    let retryable = status.is_server_error()
-                        || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-                    if !retryable {
-                        tracing::error!(url = %self.url, status = status.as_u16(), samples = n, body = %truncate(&text, MAX_LOGGED_BODY), "remote write rejected batch; dropping it");
+                    if !answer.retryable() {
+                        tracing::error!(url = %self.url, status = status.as_u16(), samples = n, body = %answer.shown(), "remote write rejected batch; dropping it");
                         break BatchOutcome::Rejected {
                             status: status.as_u16(),
                         };
                     }
-                    let honours_retry_after = status == reqwest::StatusCode::TOO_MANY_REQUESTS
-                        || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
-                    let delay = match retry_after {
-                        Some(d) if honours_retry_after => d,
-                        _ => backoff,
-                    };
-                    tracing::warn!(url = %self.url, status = status.as_u16(), samples = n, attempt, retry_in_ms = delay.as_millis() as u64, body = %truncate(&text, MAX_LOGGED_BODY), "remote write failed; retrying");
+                    let delay = answer.delay(backoff);
+                    tracing::warn!(url = %self.url, status = status.as_u16(), samples = n, attempt, retry_in_ms = delay.as_millis() as u64, body = %answer.shown(), "remote write failed; retrying");
                     delay
                 }
                 Err(e) => {
@@ -144,7 +133,7 @@ impl RemoteWriter {
             };
             self.metrics.samples_retried.fetch_add(n, Ordering::Relaxed);
             tokio::time::sleep(delay).await;
-            backoff = (backoff * 2).min(max).max(min);
+            backoff = next_backoff(backoff, min, max);
         };
         match outcome {
             BatchOutcome::Sent => {
@@ -163,6 +152,64 @@ impl RemoteWriter {
             .fetch_sub(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
         outcome
     }
+}
+
+/// Parses the URL of config field `field`.
+pub(crate) fn parse_url(field: &str, url: &str) -> Result<reqwest::Url, crate::CollectorError> {
+    reqwest::Url::parse(url)
+        .map_err(|e| crate::CollectorError::invalid(field, format!("{url:?}: {e}")))
+}
+
+/// An endpoint's answer to one request, read whole (so the connection can
+/// be reused).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The HTTP status.
+    pub(crate) status: reqwest::StatusCode,
+    /// The `Retry-After` header, in seconds, capped.
+    retry_after: Option<Duration>,
+    /// The body.
+    text: String,
+}
+
+impl Answer {
+    /// Reads `resp` to its end.
+    pub(crate) async fn read(resp: reqwest::Response) -> Self {
+        let status = resp.status();
+        let retry_after = retry_after(&resp);
+        let text = resp.text().await.unwrap_or_default();
+        Self {
+            status,
+            retry_after,
+            text,
+        }
+    }
+
+    /// True for the statuses retried: 5xx and 429.
+    pub(crate) fn retryable(&self) -> bool {
+        self.status.is_server_error() || self.status == reqwest::StatusCode::TOO_MANY_REQUESTS
+    }
+
+    /// The wait before the next attempt: `Retry-After` on 429 and 503,
+    /// else `backoff`.
+    pub(crate) fn delay(&self, backoff: Duration) -> Duration {
+        let honours = self.status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || self.status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        match self.retry_after {
+            Some(d) if honours => d,
+            _ => backoff,
+        }
+    }
+
+    /// The start of the body, for logs.
+    pub(crate) fn shown(&self) -> &str {
+        truncate(&self.text, MAX_LOGGED_BODY)
+    }
+}
+
+/// The backoff after `current`: doubled, within `[min, max]`.
+pub(crate) fn next_backoff(current: Duration, min: Duration, max: Duration) -> Duration {
+    (current * 2).min(max).max(min)
 }
 
 /// Groups a batch by series, keeping each series' samples in queue order.
@@ -196,7 +243,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -1,6 +1,7 @@
 //! `fleetwatch demo`: within 60 s the hub answers for three clusters and
-//! the seed's VMHighMemory expression finds hot VMs in each; Ctrl-C (SIGINT
-//! here: SIGTERM) stops it cleanly.
+//! the seed's VMHighMemory expression finds hot VMs in each, and the VMs'
+//! logs arrive through the collectors; Ctrl-C (SIGINT here: SIGTERM) stops
+//! it cleanly.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -61,6 +62,31 @@ fn demo_serves_three_clusters_within_a_minute() {
     assert!(hot
         .iter()
         .all(|s| value(s) > 0.9 && metric(s).contains_key("name")));
+    // Each cluster's collector tails its simulator's VM logs into the hub.
+    let log_clusters: BTreeSet<String> = wait_for(
+        "VM logs of three clusters at the demo hub",
+        Duration::from_secs(60),
+        || demo.log(),
+        || {
+            let v = super::logs::get(
+                &addr,
+                "/loki/api/v1/query",
+                &[(
+                    "query",
+                    r#"sum by (cluster) (count_over_time({container="compute"} |= "Domain started" [1h]))"#
+                        .to_string(),
+                )],
+            );
+            let c: BTreeSet<String> = v["data"]["result"]
+                .as_array()?
+                .iter()
+                .filter(|r| r["value"][1] == "40")
+                .filter_map(|r| r["metric"]["cluster"].as_str().map(str::to_string))
+                .collect();
+            (c.len() == 3).then_some(c)
+        },
+    );
+    assert_eq!(log_clusters, clusters);
     assert!(demo.log().contains("fleetwatch demo is running"));
     assert!(
         demo.terminate(Duration::from_secs(20)),

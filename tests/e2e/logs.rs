@@ -10,9 +10,11 @@ use serde_json::Value;
 
 use super::support::*;
 
-const SEC: i64 = 1_000_000_000;
+/// One second in nanoseconds.
+pub const SEC: i64 = 1_000_000_000;
 
-fn now_ns() -> i64 {
+/// Now in Unix nanoseconds.
+pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -54,7 +56,7 @@ fn post_push(hub: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
 }
 
 /// GETs a Loki API path with parameters and returns the JSON body.
-fn get(hub: &str, path: &str, params: &[(&str, String)]) -> Value {
+pub fn get(hub: &str, path: &str, params: &[(&str, String)]) -> Value {
     let resp = http()
         .get(format!("http://{hub}{path}"))
         .query(params)
@@ -67,7 +69,7 @@ fn get(hub: &str, path: &str, params: &[(&str, String)]) -> Value {
 }
 
 /// All `(ts, line, stream labels)` of a streams result, in result order.
-fn entries(v: &Value) -> Vec<(i64, String, LabelMap)> {
+pub fn entries(v: &Value) -> Vec<(i64, String, LabelMap)> {
     assert_eq!(v["status"], "success", "{v}");
     assert_eq!(v["data"]["resultType"], "streams", "{v}");
     let mut out = Vec::new();
@@ -90,7 +92,8 @@ fn entries(v: &Value) -> Vec<(i64, String, LabelMap)> {
     out
 }
 
-fn range_params(query: &str, start: i64, end: i64) -> Vec<(&'static str, String)> {
+/// `query`, `start` and `end` parameters of a range query.
+pub fn range_params(query: &str, start: i64, end: i64) -> Vec<(&'static str, String)> {
     vec![
         ("query", query.to_string()),
         ("start", start.to_string()),
