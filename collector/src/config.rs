@@ -3,6 +3,7 @@
 
 mod bytesize;
 mod duration;
+mod kubernetes_sd;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,10 @@ use serde::Deserialize;
 
 pub use bytesize::ByteSize;
 pub use duration::PromDuration;
+pub use kubernetes_sd::{
+    Authorization, KubeTlsConfig, KubernetesRole, KubernetesSdConfig, NamespaceDiscovery, Secret,
+    SelectorConfig,
+};
 
 pub use crate::relabel::{RelabelAction, RelabelConfig};
 
@@ -147,6 +152,9 @@ pub struct ScrapeConfig {
     /// Files listing target groups, re-read when they change.
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Targets discovered from the Kubernetes API, kept current by watches.
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Rules applied to each target's labels before scraping (with
     /// `__address__`, `__scheme__`, `__metrics_path__`, `__param_<name>`,
     /// `__scrape_interval__`, `__scrape_timeout__`; labels starting with
