@@ -37,6 +37,9 @@ use watch::{Store, WatchSpec};
 
 /// How long to wait before building the API client again after it failed.
 const CLIENT_RETRY: Duration = Duration::from_secs(10);
+/// Changes are passed on at most this often (as Prometheus's discovery
+/// manager does), so a burst of events costs one target rebuild.
+pub const UPDATE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The stores of one entry.
 #[derive(Debug, Default, Clone)]
@@ -59,7 +62,12 @@ struct Running {
 #[derive(Debug)]
 pub struct KubernetesSd {
     running: BTreeMap<(String, usize), Running>,
+    /// Notified by the watches on every change.
+    raw: Arc<Notify>,
+    /// Notified at most every [`UPDATE_INTERVAL`] after changes.
     changed: Arc<Notify>,
+    /// Forwards `raw` to `changed`.
+    throttle: Option<JoinHandle<()>>,
     env: KubeEnv,
 }
 
@@ -74,12 +82,15 @@ impl KubernetesSd {
     pub fn with_env(env: KubeEnv) -> Self {
         Self {
             running: BTreeMap::new(),
+            raw: Arc::new(Notify::new()),
             changed: Arc::new(Notify::new()),
+            throttle: None,
             env,
         }
     }
 
-    /// Notified whenever some entry's objects change.
+    /// Notified when some entry's objects changed (at most every
+    /// [`UPDATE_INTERVAL`]; a notification is never lost).
     pub fn notifier(&self) -> Arc<Notify> {
         Arc::clone(&self.changed)
     }
@@ -105,6 +116,17 @@ impl KubernetesSd {
             }
             keep
         });
+        if self.throttle.is_none() && !wanted.is_empty() {
+            let (raw, changed) = (Arc::clone(&self.raw), Arc::clone(&self.changed));
+            self.throttle = Some(tokio::spawn(async move {
+                // Bounded by the task's abort in `stop`.
+                loop {
+                    raw.notified().await;
+                    tokio::time::sleep(UPDATE_INTERVAL).await;
+                    changed.notify_one();
+                }
+            }));
+        }
         for (key, sd) in wanted {
             if self.running.contains_key(&key) {
                 continue;
@@ -115,7 +137,7 @@ impl KubernetesSd {
                 sd.clone(),
                 self.env.clone(),
                 stores.clone(),
-                Arc::clone(&self.changed),
+                Arc::clone(&self.raw),
             ));
             tracing::info!(job = %key.0, role = %sd.role, "kubernetes_sd started");
             self.running.insert(
@@ -145,6 +167,9 @@ impl KubernetesSd {
             r.task.abort();
         }
         self.running.clear();
+        if let Some(t) = self.throttle.take() {
+            t.abort();
+        }
     }
 }
 

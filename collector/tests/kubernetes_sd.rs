@@ -168,6 +168,47 @@ fn sd_config(kubeconfig: &Path, job: &str, sd: &str) -> CollectorConfig {
     cfg
 }
 
+/// A started stand-in, a temporary directory and a kubeconfig in it.
+async fn stand_in() -> (KubeApi, tempfile::TempDir, std::path::PathBuf) {
+    let api = KubeApi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = api.write_kubeconfig(dir.path());
+    (api, dir, kubeconfig)
+}
+
+/// A collector running in the background with its HTTP API served.
+struct Running {
+    http: Server,
+    stop: oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<Result<(), fleetwatch_collector::CollectorError>>,
+}
+
+impl Running {
+    async fn start(collector: Collector) -> Self {
+        let http = Server::start(collector.metrics_router()).await;
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let run = tokio::spawn(collector.run(async {
+            let _ = stop_rx.await;
+        }));
+        Self { http, stop, run }
+    }
+
+    fn targets_url(&self) -> String {
+        format!("http://{}/api/v1/targets", self.http.addr)
+    }
+
+    /// Stops the collector (it must stop cleanly) and its HTTP server.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(BOUND, self.run)
+            .await
+            .expect("collector stops")
+            .expect("join")
+            .expect("clean stop");
+        self.http.stop().await;
+    }
+}
+
 /// A discovery that is not in a cluster and has no `KUBECONFIG`.
 fn discovery() -> KubernetesSd {
     KubernetesSd::with_env(KubeEnv::default())
@@ -183,9 +224,7 @@ fn pod_config(kubeconfig: &Path) -> CollectorConfig {
 
 #[tokio::test]
 async fn pod_role_follows_watch_events_relists_on_410_and_reconnects() {
-    let api = KubeApi::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = stand_in().await;
     api.apply(
         "pods",
         virt_handler("virt-handler-a", "node-1", "10.128.0.15", "8443"),
@@ -278,9 +317,7 @@ async fn pod_role_follows_watch_events_relists_on_410_and_reconnects() {
 
 #[tokio::test]
 async fn bad_events_are_skipped_and_targets_kept() {
-    let api = KubeApi::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = stand_in().await;
     api.apply(
         "pods",
         virt_handler("virt-handler-a", "node-1", "10.128.0.15", "8443"),
@@ -362,9 +399,7 @@ fn pod(ns: &str, name: &str, ip: &str, ports: Value) -> Value {
 
 #[tokio::test]
 async fn endpoints_role_gives_prometheus_labels() {
-    let api = KubeApi::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = stand_in().await;
     api.apply(
         "services",
         json!({"metadata": {"name": "virt-api", "namespace": "kubevirt",
@@ -496,9 +531,7 @@ async fn endpoints_role_gives_prometheus_labels() {
 
 #[tokio::test]
 async fn node_role_gives_prometheus_labels() {
-    let api = KubeApi::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = stand_in().await;
     api.apply(
         "nodes",
         json!({"metadata": {"name": "node-1",
@@ -571,9 +604,7 @@ async fn node_role_gives_prometheus_labels() {
 async fn collector_scrapes_discovered_pods_and_shows_them() {
     let metrics =
         Server::start(Router::new().route("/custom", get(|| async { "kv_up 1\n" }))).await;
-    let api = KubeApi::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = api.write_kubeconfig(dir.path());
+    let (api, _dir, kubeconfig) = stand_in().await;
     let port = metrics.addr.port().to_string();
     let mut p = virt_handler("virt-handler-a", "node-1", "127.0.0.1", &port);
     p["metadata"]["annotations"]["prometheus.io/path"] = json!("/custom");
@@ -596,12 +627,8 @@ scrape_configs:
     );
     let cfg = CollectorConfig::from_yaml_str(&yaml).expect("config");
     let collector = Collector::new(cfg).expect("collector");
-    let http = Server::start(collector.metrics_router()).await;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let run = tokio::spawn(collector.run(async {
-        let _ = stop_rx.await;
-    }));
-    let url = format!("http://{}/api/v1/targets", http.addr);
+    let running = Running::start(collector).await;
+    let url = running.targets_url();
     let client = reqwest::Client::new();
     let fetch = || async {
         let text = client.get(&url).send().await.ok()?.text().await.ok()?;
@@ -676,13 +703,125 @@ scrape_configs:
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let _ = stop_tx.send(());
-    tokio::time::timeout(BOUND, run)
-        .await
-        .expect("collector stops")
-        .expect("join")
-        .expect("clean stop");
-    http.stop().await;
+    running.stop().await;
     api.stop().await;
     metrics.stop().await;
+}
+
+/// The active targets' `pod` labels, sorted, from `/api/v1/targets`.
+async fn active_pods(client: &reqwest::Client, url: &str) -> Vec<String> {
+    let Ok(resp) = client.get(url).send().await else {
+        return Vec::new();
+    };
+    let body: Value =
+        serde_json::from_str(&resp.text().await.unwrap_or_default()).unwrap_or_default();
+    let mut pods: Vec<String> = body["data"]["activeTargets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}/{}",
+                t["labels"]["job"].as_str().unwrap_or_default(),
+                t["labels"]["pod"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    pods.sort();
+    pods
+}
+
+async fn wait_for_pods(client: &reqwest::Client, url: &str, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let got = active_pods(client, url).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "targets {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reload restarts the entries whose settings changed (a new selector
+/// is listed and watched) and leaves unchanged entries running.
+#[tokio::test]
+async fn reload_restarts_changed_entries_only() {
+    let (api, _dir, kubeconfig) = stand_in().await;
+    api.apply(
+        "pods",
+        virt_handler("virt-handler-a", "node-1", "10.128.0.15", "8443"),
+    );
+    let mut controller = virt_handler("virt-controller-1", "node-1", "10.128.0.98", "8443");
+    controller["metadata"]["labels"]["kubevirt.io"] = json!("virt-controller");
+    api.apply("pods", controller);
+    let config = |component: &str| {
+        format!(
+            r#"
+scrape_configs:
+  - job_name: selected
+    kubernetes_sd_configs:
+      - {{role: pod, kubeconfig_file: '{k}', selectors: [{{role: pod, label: 'kubevirt.io={component}'}}]}}
+    relabel_configs:
+      - {{source_labels: [__meta_kubernetes_pod_container_init], regex: 'true', action: drop}}
+      - {{source_labels: [__meta_kubernetes_pod_name], target_label: pod}}
+  - job_name: all
+    kubernetes_sd_configs:
+      - {{role: pod, kubeconfig_file: '{k}', namespaces: {{names: [kubevirt]}}}}
+    relabel_configs:
+      - {{source_labels: [__meta_kubernetes_pod_container_init], regex: 'true', action: drop}}
+      - {{source_labels: [__meta_kubernetes_pod_name], target_label: pod}}
+"#,
+            k = kubeconfig.display()
+        )
+    };
+    let path = kubeconfig.with_file_name("collector.yml");
+    std::fs::write(&path, config("virt-handler")).expect("write config");
+    let cfg = CollectorConfig::load(&path).expect("config");
+    let collector = Collector::new(cfg)
+        .expect("collector")
+        .with_config_path(path.clone());
+    let reload = collector.reload_handle();
+    let running = Running::start(collector).await;
+    let url = running.targets_url();
+    let client = reqwest::Client::new();
+    wait_for_pods(
+        &client,
+        &url,
+        &[
+            "all/virt-controller-1",
+            "all/virt-handler-a",
+            "selected/virt-handler-a",
+        ],
+    )
+    .await;
+    let all_lists = "LIST /api/v1/namespaces/kubevirt/pods?";
+    assert_eq!(api.count(all_lists), 1);
+
+    std::fs::write(&path, config("virt-controller")).expect("write config");
+    reload.reload().await.expect("reload");
+    wait_for_pods(
+        &client,
+        &url,
+        &[
+            "all/virt-controller-1",
+            "all/virt-handler-a",
+            "selected/virt-controller-1",
+        ],
+    )
+    .await;
+    assert_eq!(
+        api.count("LIST /api/v1/pods?labelSelector=kubevirt.io%3Dvirt-controller"),
+        1,
+        "{:?}",
+        api.requests()
+    );
+    assert_eq!(api.count(all_lists), 1, "the unchanged entry kept running");
+
+    running.stop().await;
+    api.stop().await;
 }

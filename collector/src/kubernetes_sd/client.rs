@@ -17,8 +17,11 @@ pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceacc
 
 /// How long connecting to the API server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A watch that sends nothing (not even a bookmark) this long is dead.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// A watch that sends nothing (not even a bookmark) this long is dead;
+/// longer than the longest watch the server is asked for (10 minutes).
+const READ_TIMEOUT: Duration = Duration::from_secs(660);
+/// TCP keepalive, so a vanished peer is noticed sooner.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// What the process environment says about the cluster.
 #[derive(Debug, Clone, Default)]
@@ -252,6 +255,7 @@ fn builder(access: &ClusterAccess) -> reqwest::ClientBuilder {
         .user_agent(crate::remote_write::USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
+        .tcp_keepalive(TCP_KEEPALIVE)
         .danger_accept_invalid_certs(access.insecure);
     if let Some(pem) = &access.ca_pem {
         match reqwest::Certificate::from_pem_bundle(pem) {

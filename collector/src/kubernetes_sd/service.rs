@@ -45,3 +45,48 @@ pub fn service_targets(svc: &Service) -> Vec<TargetLabels> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_target_per_port_with_prometheus_labels() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kubevirt-prometheus-metrics", "namespace": "kubevirt",
+                "labels": {"prometheus.kubevirt.io": "true"}},
+            "spec": {"type": "LoadBalancer", "clusterIP": "172.30.1.2", "loadBalancerIP": "198.51.100.7",
+                "ports": [{"name": "metrics", "port": 443, "protocol": "TCP"}]}
+        }))
+        .unwrap();
+        let want: TargetLabels = [
+            (
+                "__address__",
+                "kubevirt-prometheus-metrics.kubevirt.svc:443",
+            ),
+            ("__meta_kubernetes_namespace", "kubevirt"),
+            (
+                "__meta_kubernetes_service_name",
+                "kubevirt-prometheus-metrics",
+            ),
+            (
+                "__meta_kubernetes_service_label_prometheus_kubevirt_io",
+                "true",
+            ),
+            (
+                "__meta_kubernetes_service_labelpresent_prometheus_kubevirt_io",
+                "true",
+            ),
+            ("__meta_kubernetes_service_port_name", "metrics"),
+            ("__meta_kubernetes_service_port_number", "443"),
+            ("__meta_kubernetes_service_port_protocol", "TCP"),
+            ("__meta_kubernetes_service_type", "LoadBalancer"),
+            ("__meta_kubernetes_service_cluster_ip", "172.30.1.2"),
+            ("__meta_kubernetes_service_loadbalancer_ip", "198.51.100.7"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(service_targets(&svc), vec![want]);
+    }
+}

@@ -125,26 +125,16 @@ impl KubeApi {
     }
 
     /// Creates or replaces an object of `plural` (an ADDED or MODIFIED event).
-    pub fn apply(&self, plural: &str, mut object: Value) {
-        let mut s = self.shared.lock();
-        s.seq += 1;
-        let seq = s.seq;
-        object["metadata"]["resourceVersion"] = json!(seq.to_string());
+    pub fn apply(&self, plural: &str, object: Value) {
         let key = (plural.to_string(), object_key(&object));
+        let mut s = self.shared.lock();
         let kind = if s.objects.contains_key(&key) {
             "MODIFIED"
         } else {
             "ADDED"
         };
-        s.objects.insert(key, object.clone());
-        let line = json!({"type": kind, "object": object}).to_string();
-        s.history.push(Entry {
-            seq,
-            plural: plural.to_string(),
-            object: Some(object),
-            line,
-            close_after: false,
-        });
+        let object = record(&mut s, plural, kind, object);
+        s.objects.insert(key, object);
         drop(s);
         self.shared.bump();
     }
@@ -152,23 +142,10 @@ impl KubeApi {
     /// Deletes an object (a DELETED event).
     pub fn delete(&self, plural: &str, namespace: &str, name: &str) {
         let mut s = self.shared.lock();
-        let Some(mut object) = s
-            .objects
-            .remove(&(plural.to_string(), format!("{namespace}/{name}")))
-        else {
-            return;
-        };
-        s.seq += 1;
-        let seq = s.seq;
-        object["metadata"]["resourceVersion"] = json!(seq.to_string());
-        let line = json!({"type": "DELETED", "object": object}).to_string();
-        s.history.push(Entry {
-            seq,
-            plural: plural.to_string(),
-            object: Some(object),
-            line,
-            close_after: false,
-        });
+        let key = (plural.to_string(), format!("{namespace}/{name}"));
+        if let Some(object) = s.objects.remove(&key) {
+            record(&mut s, plural, "DELETED", object);
+        }
         drop(s);
         self.shared.bump();
     }
@@ -257,6 +234,20 @@ impl KubeApi {
             abort.abort();
         }
     }
+}
+
+/// Gives `object` the next resource version and records its `kind` event.
+fn record(s: &mut ApiState, plural: &str, kind: &str, mut object: Value) -> Value {
+    s.seq += 1;
+    object["metadata"]["resourceVersion"] = json!(s.seq.to_string());
+    s.history.push(Entry {
+        seq: s.seq,
+        plural: plural.to_string(),
+        object: Some(object.clone()),
+        line: json!({"type": kind, "object": object}).to_string(),
+        close_after: false,
+    });
+    object
 }
 
 fn object_key(o: &Value) -> String {
