@@ -426,6 +426,25 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_place_in_the_whole_config() {
+        let cfg = crate::CollectorConfig::from_yaml_str(
+            "scrape_configs: [{job_name: j, kubernetes_sd_configs: [{role: node, selectors: [{role: pod}]}]}]",
+        )
+        .unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("scrape_configs[0].kubernetes_sd_configs[0].selectors[0].role"),
+            "{e}"
+        );
+        let e = crate::CollectorConfig::from_yaml_str(
+            "scrape_configs: [{job_name: j, kubernetes_sd_configs: [{role: ingress}]}]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown kubernetes_sd role \"ingress\""), "{e}");
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let sd = parse("role: node\napi_server: http://a\nbearer_token: hunter2").unwrap();
         assert!(!format!("{sd:?}").contains("hunter2"));

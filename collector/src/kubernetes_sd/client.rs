@@ -171,7 +171,7 @@ impl ApiClient {
         let mut client = Self::from_access(access, namespace, sd.follow_redirects)?;
         if let Some(a) = authorization {
             client.credential = match (&a.credentials, &a.credentials_file) {
-                (Some(s), _) => header(&format!("{} {}", a.kind, s.0))?,
+                (Some(s), _) => Credential::Header(header(&format!("{} {}", a.kind, s.0))?),
                 (None, Some(p)) => Credential::File {
                     scheme: a.kind.clone(),
                     path: p.clone(),
@@ -190,7 +190,7 @@ impl ApiClient {
         let base = reqwest::Url::parse(&access.server)
             .map_err(|e| KubeError::Client(format!("server {:?}: {e}", access.server)))?;
         let credential = if let Some(t) = &access.token {
-            header(&format!("Bearer {t}"))?
+            Credential::Header(header(&format!("Bearer {t}"))?)
         } else if let Some(p) = &access.token_file {
             Credential::File {
                 scheme: "Bearer".to_string(),
@@ -199,7 +199,7 @@ impl ApiClient {
         } else if let Some((u, p)) = &access.basic {
             use base64::Engine;
             let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            header(&format!("Basic {b}"))?
+            Credential::Header(header(&format!("Basic {b}"))?)
         } else {
             Credential::None
         };
@@ -232,9 +232,7 @@ impl ApiClient {
             Credential::File { scheme, path } => {
                 let token = read_small_file(path)?;
                 let token = String::from_utf8_lossy(&token);
-                let Credential::Header(h) = header(&format!("{scheme} {}", token.trim()))? else {
-                    return Err(KubeError::Client("bad token".to_string()));
-                };
+                let h = header(&format!("{scheme} {}", token.trim()))?;
                 req = req.header(reqwest::header::AUTHORIZATION, h);
             }
         }
@@ -242,12 +240,13 @@ impl ApiClient {
     }
 }
 
-fn header(value: &str) -> Result<Credential, KubeError> {
+/// A sensitive `Authorization` header value.
+fn header(value: &str) -> Result<HeaderValue, KubeError> {
     let mut h = HeaderValue::from_str(value).map_err(|_| {
         KubeError::Client("credentials contain characters not allowed in a header".to_string())
     })?;
     h.set_sensitive(true);
-    Ok(Credential::Header(h))
+    Ok(h)
 }
 
 fn builder(access: &ClusterAccess) -> reqwest::ClientBuilder {
