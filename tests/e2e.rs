@@ -2,6 +2,12 @@
 //! peers (Debian's Prometheus and promtool), on loopback only. One test
 //! binary so the suite links once.
 
+// The Kubernetes API stand-in of the collector's tests; not every helper
+// is used here.
+#[allow(dead_code)]
+#[path = "../collector/tests/common/kube_api.rs"]
+mod kube_api;
+
 mod e2e {
     pub mod alerting;
     pub mod alerting_scenarios;
@@ -22,6 +28,7 @@ mod e2e {
     pub mod differential;
     pub mod federate;
     pub mod grafana;
+    pub mod kubernetes_sd;
     pub mod logs;
     pub mod logs_collector;
     pub mod peers;

@@ -4,6 +4,7 @@
 mod bytesize;
 mod duration;
 mod http_client;
+mod kubernetes_sd;
 mod logs;
 mod validate;
 
@@ -15,6 +16,10 @@ use serde::Deserialize;
 pub use bytesize::ByteSize;
 pub use duration::PromDuration;
 pub use http_client::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig, TlsVersion};
+pub use kubernetes_sd::{
+    Authorization as KubeAuthorization, KubeTlsConfig, KubernetesRole, KubernetesSdConfig,
+    NamespaceDiscovery, Secret as KubeSecret, SelectorConfig,
+};
 pub use logs::{LogFormat, LogsConfig, DEFAULT_LOG_GLOB};
 
 pub use crate::relabel::{RelabelAction, RelabelConfig};
@@ -154,6 +159,9 @@ pub struct ScrapeConfig {
     /// Files listing target groups, re-read when they change.
     #[serde(default)]
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Targets discovered from the Kubernetes API, kept current by watches.
+    #[serde(default)]
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Rules applied to each target's labels before scraping (with
     /// `__address__`, `__scheme__`, `__metrics_path__`, `__param_<name>`,
     /// `__scrape_interval__`, `__scrape_timeout__`; labels starting with

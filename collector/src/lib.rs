@@ -25,6 +25,7 @@ pub mod config;
 pub mod discovery;
 mod error;
 pub mod http_client;
+pub mod kubernetes_sd;
 pub mod logs;
 pub mod metrics;
 pub mod queue;
@@ -313,11 +314,14 @@ impl Collector {
             config_path: self.config_path.clone(),
             ctx,
             file_sd: discovery::FileSd::default(),
+            kubernetes_sd: kubernetes_sd::KubernetesSd::default(),
             set: supervisor::ScrapeSet::default(),
             shared: Arc::clone(&self.shared),
         };
         live.file_sd.refresh(&live.config);
+        live.kubernetes_sd.sync(&live.config);
         live.rediscover(false);
+        let kubernetes_changed = live.kubernetes_sd.notifier();
         self.shared.ready.store(true, Ordering::Relaxed);
         tracing::info!(
             targets = live.set.targets().len(),
@@ -343,6 +347,7 @@ impl Collector {
                         live.rediscover(false);
                     }
                 }
+                _ = kubernetes_changed.notified() => live.rediscover(false),
                 Some(reply) = reload_rx.recv() => {
                     let outcome = live.reload();
                     match &outcome {
@@ -355,6 +360,7 @@ impl Collector {
         }
         self.shared.ready.store(false, Ordering::Relaxed);
         tracing::info!("collector stopping; flushing queued samples");
+        live.kubernetes_sd.stop();
 
         let mut failure = None;
         if let Some(reason) = live.set.stop_all(SCRAPE_STOP_TIMEOUT).await {
@@ -477,6 +483,7 @@ struct Live {
     config_path: Option<PathBuf>,
     ctx: supervisor::ScrapeContext,
     file_sd: discovery::FileSd,
+    kubernetes_sd: kubernetes_sd::KubernetesSd,
     set: supervisor::ScrapeSet,
     shared: Arc<Shared>,
 }
@@ -484,7 +491,11 @@ struct Live {
 impl Live {
     /// Recomputes the targets and brings the scrape loops in line.
     fn rediscover(&mut self, restart_all: bool) {
-        let (targets, dropped) = match targets::discover_with(&self.config, &self.file_sd) {
+        let (targets, dropped) = match targets::discover_sd(
+            &self.config,
+            &self.file_sd,
+            &self.kubernetes_sd,
+        ) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "target discovery failed; keeping the current targets");
@@ -531,6 +542,7 @@ impl Live {
         self.ctx.clients = Arc::new(clients);
         self.config = new;
         self.file_sd.refresh(&self.config);
+        self.kubernetes_sd.sync(&self.config);
         self.rediscover(restart_all);
         Ok(())
     }

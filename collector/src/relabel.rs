@@ -116,14 +116,15 @@ pub struct RelabelConfig {
     /// The label written (may contain `$1`-style references for `replace`).
     #[serde(default)]
     pub target_label: String,
-    /// The regex, anchored at both ends (default `(.*)`).
-    #[serde(default = "default_regex")]
+    /// The regex, anchored at both ends (default `(.*)`). A YAML scalar
+    /// such as `true` or `1` is taken as its text, as Prometheus does.
+    #[serde(default = "default_regex", deserialize_with = "scalar_string")]
     pub regex: String,
     /// The modulus of `hashmod`.
     #[serde(default)]
     pub modulus: u64,
-    /// The replacement (default `$1`).
-    #[serde(default = "default_replacement")]
+    /// The replacement (default `$1`); any YAML scalar, as `regex`.
+    #[serde(default = "default_replacement", deserialize_with = "scalar_string")]
     pub replacement: String,
     /// The action (default `replace`).
     #[serde(default)]
@@ -142,6 +143,34 @@ impl Default for RelabelConfig {
             action: RelabelAction::Replace,
         }
     }
+}
+
+/// A string, also from an unquoted YAML boolean or number (`regex: true`
+/// in the classic `kubernetes-pods` job).
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Scalar;
+    impl de::Visitor<'_> for Scalar {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string (or a number or boolean)")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(Scalar)
 }
 
 fn default_separator() -> String {

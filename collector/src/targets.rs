@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{CollectorConfig, HttpClientConfig, RelabelConfig, ScrapeConfig};
 use crate::discovery::{FileSd, FILEPATH_LABEL};
+use crate::kubernetes_sd::{KubeEnv, KubernetesSd};
 use crate::relabel::Relabeler;
 use crate::CollectorError;
 
@@ -111,6 +112,17 @@ pub fn discover_with(
     cfg: &CollectorConfig,
     file_sd: &FileSd,
 ) -> Result<(Vec<Target>, Vec<DroppedTarget>), CollectorError> {
+    discover_sd(cfg, file_sd, &KubernetesSd::with_env(KubeEnv::default()))
+}
+
+/// Like [`discover_with`], also with the targets `kubernetes` currently
+/// discovers for each job's `kubernetes_sd_configs`. A target whose
+/// address is unusable after relabeling is skipped (logged).
+pub fn discover_sd(
+    cfg: &CollectorConfig,
+    file_sd: &FileSd,
+    kubernetes: &KubernetesSd,
+) -> Result<(Vec<Target>, Vec<DroppedTarget>), CollectorError> {
     let mut out: Vec<Target> = Vec::new();
     let mut dropped: Vec<DroppedTarget> = Vec::new();
     for (i, sc) in cfg.scrape_configs.iter().enumerate() {
@@ -161,6 +173,15 @@ pub fn discover_with(
                     {
                         tracing::warn!(job = %sc.job_name, error = %e, "skipping a discovered target");
                     }
+                }
+            }
+        }
+        for j in 0..sc.kubernetes_sd_configs.len() {
+            for labels in kubernetes.targets(&sc.job_name, j) {
+                let address = labels.get(ADDRESS_LABEL).cloned().unwrap_or_default();
+                let field = format!("kubernetes_sd_configs[{j}] target {address:?}");
+                if let Err(e) = add(&address, &labels, field) {
+                    tracing::debug!(job = %sc.job_name, error = %e, "skipping a discovered target");
                 }
             }
         }

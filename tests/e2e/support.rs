@@ -27,10 +27,28 @@ pub struct Proc {
 impl Proc {
     /// Starts `program` with `args`, output to `<log_dir>/<name>.log`.
     pub fn spawn(name: &str, program: &str, args: &[&str], log_dir: &Path) -> Proc {
+        Self::spawn_with_env(name, program, args, &[], log_dir)
+    }
+
+    /// Like [`Proc::spawn`], with `env` set (a `None` value removes the variable).
+    pub fn spawn_with_env(
+        name: &str,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+        log_dir: &Path,
+    ) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let out = File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        for (k, v) in env {
+            match v {
+                Some(v) => command.env(k, v),
+                None => command.env_remove(k),
+            };
+        }
+        let child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
@@ -410,8 +428,20 @@ pub fn collector_config(
 
 /// Starts a collector with `config`.
 pub fn start_collector(name: &str, config: &Path, data_dir: &Path, log_dir: &Path) -> Proc {
+    start_collector_with_env(name, config, data_dir, log_dir, &[]).0
+}
+
+/// Like [`start_collector`], with `env` set for it (a `None` value removes
+/// the variable); also returns its listen address.
+pub fn start_collector_with_env(
+    name: &str,
+    config: &Path,
+    data_dir: &Path,
+    log_dir: &Path,
+    env: &[(&str, Option<&str>)],
+) -> (Proc, String) {
     let listen = free_addr();
-    Proc::spawn(
+    let proc = Proc::spawn_with_env(
         name,
         BIN,
         &[
@@ -423,8 +453,59 @@ pub fn start_collector(name: &str, config: &Path, data_dir: &Path, log_dir: &Pat
             "--listen",
             &listen,
         ],
+        env,
         log_dir,
-    )
+    );
+    (proc, listen)
+}
+
+/// An axum server on an ephemeral loopback port, run by a test's runtime.
+pub struct LoopbackServer {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackServer {
+    /// Serves `app` on `rt`.
+    pub fn start(rt: &tokio::runtime::Runtime, app: axum::Router) -> Self {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind loopback server");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+        Self { addr, stop, task }
+    }
+
+    /// Stops it, waiting at most 5 s.
+    pub fn stop(self, rt: &tokio::runtime::Runtime) {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        let task = self.task;
+        if rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), task).await })
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+/// A one-worker Tokio runtime for a test's loopback servers.
+pub fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// Adds the labels the collector attaches to a scraped series.

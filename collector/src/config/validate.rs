@@ -139,6 +139,9 @@ fn validate_scrape_config(
             ));
         }
     }
+    for (j, sd) in sc.kubernetes_sd_configs.iter().enumerate() {
+        super::kubernetes_sd::validate(sd, &format!("{at}.kubernetes_sd_configs[{j}]"))?;
+    }
     for (j, st) in sc.static_configs.iter().enumerate() {
         let sat = format!("{at}.static_configs[{j}]");
         for (k, t) in st.targets.iter().enumerate() {

@@ -294,3 +294,17 @@ fn invalid_rules_are_rejected_as_prometheus_does() {
     assert!(serde_yaml::from_str::<RelabelConfig>("{action: explode}").is_err());
     assert!(serde_yaml::from_str::<RelabelConfig>("{sourcelabels: [a]}").is_err());
 }
+
+#[test]
+fn unquoted_scalars_are_text_as_in_prometheus() {
+    // `regex: true` as the classic kubernetes-pods job writes it.
+    let r = rule("{source_labels: [a], regex: true, action: keep}");
+    assert_eq!(r.regex, "true");
+    assert_eq!(rule("{target_label: n, replacement: 42}").replacement, "42");
+    let err = serde_yaml::from_str::<RelabelConfig>("{regex: [x]}").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a string (or a number or boolean)"),
+        "{err}"
+    );
+}
