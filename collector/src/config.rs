@@ -3,6 +3,7 @@
 
 mod bytesize;
 mod duration;
+mod protobuf_message;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 
 pub use bytesize::ByteSize;
 pub use duration::PromDuration;
+pub use protobuf_message::ProtobufMessage;
 
 pub use crate::relabel::{RelabelAction, RelabelConfig};
 
@@ -223,6 +225,10 @@ pub struct RemoteWriteConfig {
     /// external labels).
     #[serde(default)]
     pub write_relabel_configs: Vec<RelabelConfig>,
+    /// `prometheus.WriteRequest` (remote write 1.0, default) or
+    /// `io.prometheus.write.v2.Request` (2.0).
+    #[serde(default)]
+    pub protobuf_message: ProtobufMessage,
 }
 
 impl RemoteWriteConfig {

@@ -1,5 +1,8 @@
-//! Shipping one batch to one remote-write 1.0 endpoint: encoding and
-//! retrying. Batching and sharding are in [`crate::shards`].
+//! Shipping one batch to one remote-write endpoint (1.0 or 2.0, see
+//! [`protocol`]): encoding and retrying. Batching and sharding are in
+//! [`crate::shards`].
+
+mod protocol;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -7,13 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use fleetwatch_model::remote_write::{
-    encode_write_request, SeriesSamples, CONTENT_TYPE_V1, VERSION_V1,
-};
+use fleetwatch_model::remote_write::SeriesSamples;
 use fleetwatch_model::Labels;
 use tokio::time::Instant;
 
-use crate::config::{QueueConfig, RemoteWriteConfig};
+use crate::config::{ProtobufMessage, QueueConfig, RemoteWriteConfig};
 use crate::metrics::EndpointMetrics;
 use crate::queue::QueuedSample;
 
@@ -37,6 +38,12 @@ pub enum BatchOutcome {
         /// The HTTP status.
         status: u16,
     },
+    /// A remote write 2.0 endpoint answered 2xx but says it wrote fewer
+    /// samples than were sent; the rest are dropped.
+    NotWritten {
+        /// The samples it says it wrote.
+        written: u64,
+    },
 }
 
 /// Sends batches to one endpoint, retrying what can be retried.
@@ -46,6 +53,7 @@ pub struct RemoteWriter {
     client: reqwest::Client,
     timeout: Duration,
     queue: QueueConfig,
+    message: ProtobufMessage,
     metrics: Arc<EndpointMetrics>,
 }
 
@@ -64,6 +72,7 @@ impl RemoteWriter {
             client,
             timeout: cfg.remote_timeout.as_duration(),
             queue: cfg.queue_config.clone(),
+            message: cfg.protobuf_message,
             metrics,
         })
     }
@@ -89,7 +98,7 @@ impl RemoteWriter {
     /// decrementing the pending gauge once the batch is done.
     pub async fn send_batch(&self, batch: Vec<QueuedSample>) -> BatchOutcome {
         let n = batch.len() as u64;
-        let body = Bytes::from(encode_write_request(&group_by_series(&batch)));
+        let body = Bytes::from(self.message.encode(&group_by_series(&batch)));
         drop(batch);
         let min = self.queue.min_backoff.as_duration();
         let max = self.queue.max_backoff.as_duration();
@@ -102,8 +111,8 @@ impl RemoteWriter {
                 .client
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_ENCODING, "snappy")
-                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_V1)
-                .header("X-Prometheus-Remote-Write-Version", VERSION_V1)
+                .header(reqwest::header::CONTENT_TYPE, self.message.content_type())
+                .header("X-Prometheus-Remote-Write-Version", self.message.version())
                 .timeout(self.timeout)
                 .body(body.clone())
                 .send()
@@ -113,15 +122,22 @@ impl RemoteWriter {
                     let status = resp.status();
                     // Read the whole answer so the connection can be reused.
                     let retry_after = retry_after(&resp);
+                    let written = self.message.samples_written(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
                     self.metrics.observe_request(started.elapsed());
                     if status.is_success() {
-                        break BatchOutcome::Sent;
+                        break self.confirm(written, n);
                     }
                     let retryable = status.is_server_error()
                         || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
                     if !retryable {
-                        tracing::error!(url = %self.url, status = status.as_u16(), samples = n, body = %truncate(&text, MAX_LOGGED_BODY), "remote write rejected batch; dropping it");
+                        if status == reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE
+                            && self.message == ProtobufMessage::V2
+                        {
+                            tracing::error!(url = %self.url, samples = n, body = %truncate(&text, MAX_LOGGED_BODY), "remote write endpoint does not accept remote write 2.0 (415 Unsupported Media Type); dropping the batch: set protobuf_message: prometheus.WriteRequest for this endpoint");
+                        } else {
+                            tracing::error!(url = %self.url, status = status.as_u16(), samples = n, body = %truncate(&text, MAX_LOGGED_BODY), "remote write rejected batch; dropping it");
+                        }
                         break BatchOutcome::Rejected {
                             status: status.as_u16(),
                         };
@@ -156,11 +172,41 @@ impl RemoteWriter {
             BatchOutcome::Rejected { status } => {
                 self.metrics.record_failure(&format!("http_{status}"), n);
             }
+            BatchOutcome::NotWritten { written } => {
+                self.metrics
+                    .samples_sent
+                    .fetch_add(written, Ordering::Relaxed);
+                let reason = if written == 0 {
+                    "not_written"
+                } else {
+                    "partial_write"
+                };
+                self.metrics.record_failure(reason, n - written);
+            }
         }
         self.metrics
             .samples_pending
             .fetch_sub(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
         outcome
+    }
+}
+
+impl RemoteWriter {
+    /// The outcome of a 2xx answer: sent, unless a 2.0 receiver says it
+    /// wrote fewer than the `n` samples sent (the rest are not retried: the
+    /// receiver has already decided).
+    fn confirm(&self, written: Option<u64>, n: u64) -> BatchOutcome {
+        match written {
+            Some(0) if n > 0 => {
+                tracing::error!(url = %self.url, samples = n, "remote write 2.0 endpoint answered 2xx but wrote no samples (X-Prometheus-Remote-Write-Samples-Written missing or 0); it probably understands only remote write 1.0: set protobuf_message: prometheus.WriteRequest for this endpoint");
+                BatchOutcome::NotWritten { written: 0 }
+            }
+            Some(w) if w < n => {
+                tracing::warn!(url = %self.url, samples = n, written = w, "remote write 2.0 endpoint wrote only part of the batch; the rest is dropped");
+                BatchOutcome::NotWritten { written: w }
+            }
+            _ => BatchOutcome::Sent,
+        }
     }
 }
 
