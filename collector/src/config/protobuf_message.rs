@@ -15,3 +15,31 @@ pub enum ProtobufMessage {
     #[serde(rename = "io.prometheus.write.v2.Request")]
     V2,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ProtobufMessage;
+    use crate::config::CollectorConfig;
+
+    fn message(key: &str) -> Result<ProtobufMessage, String> {
+        let yaml = format!("remote_write: [{{url: 'http://hub/w'{key}}}]");
+        CollectorConfig::from_yaml_str(&yaml)
+            .map(|c| c.remote_write[0].protobuf_message)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_prometheus_values_default_1_0() {
+        assert_eq!(message(""), Ok(ProtobufMessage::V1));
+        assert_eq!(
+            message(", protobuf_message: prometheus.WriteRequest"),
+            Ok(ProtobufMessage::V1)
+        );
+        assert_eq!(
+            message(", protobuf_message: io.prometheus.write.v2.Request"),
+            Ok(ProtobufMessage::V2)
+        );
+        let err = message(", protobuf_message: v2").expect_err("unknown value");
+        assert!(err.contains("io.prometheus.write.v2.Request"), "{err}");
+    }
+}
