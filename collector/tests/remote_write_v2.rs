@@ -160,7 +160,9 @@ async fn ships_v2_and_reports_receivers_that_do_not_take_it() {
     let failed = |text: &str, reason: &str, url: &str| {
         value(
             text,
-            &format!("fleetwatch_collector_batches_failed_total{{reason=\"{reason}\",url=\"{url}\"}}"),
+            &format!(
+                "fleetwatch_collector_batches_failed_total{{reason=\"{reason}\",url=\"{url}\"}}"
+            ),
         )
     };
     let deadline = tokio::time::Instant::now() + BOUND;

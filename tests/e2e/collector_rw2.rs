@@ -47,7 +47,11 @@ fn v2_endpoint_stores_exactly_what_the_v1_endpoint_stores() {
             (l, v)
         })
         .collect();
-    assert!(served.len() > 50, "simulator served {} series", served.len());
+    assert!(
+        served.len() > 50,
+        "simulator served {} series",
+        served.len()
+    );
 
     let endpoint = |cluster: &str, message: &str| {
         format!(
@@ -88,7 +92,10 @@ fn v2_endpoint_stores_exactly_what_the_v1_endpoint_stores() {
         .collect();
     assert_eq!(scraped.len(), served.len(), "every served series over 1.0");
     for (labels, want) in &served {
-        for (t, v) in scraped[labels].iter().filter_map(|p| Some((p.get(0)?, p.get(1)?))) {
+        for (t, v) in scraped[labels]
+            .iter()
+            .filter_map(|p| Some((p.get(0)?, p.get(1)?)))
+        {
             let got = v.as_str().and_then(parse_float).expect("sample value");
             assert_eq!(got.to_bits(), want.to_bits(), "{labels:?} at {t}");
         }

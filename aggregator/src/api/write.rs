@@ -156,10 +156,7 @@ async fn handle(
 
 /// Decodes a decompressed 1.0 request whole. Metadata is checked before
 /// anything is stored, so a request is taken whole or not at all.
-fn prepare_v1(
-    head: &fleetwatch_storage::Head,
-    request: &[u8],
-) -> Result<Prepared, ModelError> {
+fn prepare_v1(head: &fleetwatch_storage::Head, request: &[u8]) -> Result<Prepared, ModelError> {
     let batch = head.prepare_remote_write(request)?;
     let mut metadata = Vec::new();
     raw::for_each_metadata(request, |m| metadata.push(m))?;

@@ -68,7 +68,11 @@ fn write(content_type: &str, body: Vec<u8>) -> Request<Body> {
 }
 
 async fn get_json(router: &Router, uri: &str) -> Value {
-    let a = send(router, Request::get(uri).body(Body::empty()).expect("request")).await;
+    let a = send(
+        router,
+        Request::get(uri).body(Body::empty()).expect("request"),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.body);
     serde_json::from_str(&a.body).expect("json")
 }
@@ -129,7 +133,10 @@ async fn v2_write_is_stored_with_metadata_and_written_headers() {
     let body = encode_write_request_v2(&[vm_series("a", &[(30_000, 8.0)])]);
     let a = send(
         &router,
-        write("application/x-protobuf; proto=io.prometheus.write.v2.Request", body),
+        write(
+            "application/x-protobuf; proto=io.prometheus.write.v2.Request",
+            body,
+        ),
     )
     .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
@@ -140,11 +147,21 @@ async fn v2_write_is_stored_with_metadata_and_written_headers() {
     assert_eq!(got[0].0["cluster"], "a");
     assert_eq!(
         got[0].1,
-        serde_json::json!([[10, "5"], [20, "6"], [30, "8"]]).as_array().cloned().unwrap()
+        serde_json::json!([[10, "5"], [20, "6"], [30, "8"]])
+            .as_array()
+            .cloned()
+            .unwrap()
     );
-    assert_eq!(got[1].1, serde_json::json!([[10, "7"]]).as_array().cloned().unwrap());
+    assert_eq!(
+        got[1].1,
+        serde_json::json!([[10, "7"]]).as_array().cloned().unwrap()
+    );
 
-    let meta = get_json(&router, "/api/v1/metadata?metric=kubevirt_vm_memory_usage_bytes").await;
+    let meta = get_json(
+        &router,
+        "/api/v1/metadata?metric=kubevirt_vm_memory_usage_bytes",
+    )
+    .await;
     assert_eq!(
         meta["data"]["kubevirt_vm_memory_usage_bytes"],
         serde_json::json!([{"type": "gauge", "help": "Memory used by the VM.", "unit": "bytes"}])
@@ -218,7 +235,11 @@ async fn bad_v2_bodies_are_400_with_the_reason_and_store_nothing() {
         ),
     ];
     for (what, symbols, bad, want) in cases {
-        let a = send(&router, write(CONTENT_TYPE_V2, raw_request(symbols, &[good, bad]))).await;
+        let a = send(
+            &router,
+            write(CONTENT_TYPE_V2, raw_request(symbols, &[good, bad])),
+        )
+        .await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{what}: {}", a.body);
         assert!(a.body.contains(want), "{what}: {}", a.body);
         assert_eq!(a.written(), ["0", "0", "0"], "{what}");
@@ -228,10 +249,15 @@ async fn bad_v2_bodies_are_400_with_the_reason_and_store_nothing() {
     let a = send(&router, write(CONTENT_TYPE_V2, v1)).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.body.contains("field 1 is reserved"), "{}", a.body);
-    let a = send(&router, write(CONTENT_TYPE_V2, snappy::compress(b"\xff\xff\xff"))).await;
+    let a = send(
+        &router,
+        write(CONTENT_TYPE_V2, snappy::compress(b"\xff\xff\xff")),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(
-        a.body.contains("not a valid protobuf io.prometheus.write.v2.Request"),
+        a.body
+            .contains("not a valid protobuf io.prometheus.write.v2.Request"),
         "{}",
         a.body
     );
@@ -239,11 +265,18 @@ async fn bad_v2_bodies_are_400_with_the_reason_and_store_nothing() {
     assert!(samples(&router, "{__name__=~\".+\"}[1h]").await.is_empty());
     let metrics = send(
         &router,
-        Request::get("/metrics").body(Body::empty()).expect("request"),
+        Request::get("/metrics")
+            .body(Body::empty())
+            .expect("request"),
     )
     .await;
-    for (reason, n) in [("invalid_request", 5), ("invalid_labels", 2), ("missing_metric_name", 1)] {
-        let line = format!("fleetwatch_remote_write_requests_rejected_total{{reason=\"{reason}\"}} {n}");
+    for (reason, n) in [
+        ("invalid_request", 5),
+        ("invalid_labels", 2),
+        ("missing_metric_name", 1),
+    ] {
+        let line =
+            format!("fleetwatch_remote_write_requests_rejected_total{{reason=\"{reason}\"}} {n}");
         assert!(metrics.body.contains(&line), "{line}:\n{}", metrics.body);
     }
 }
@@ -255,12 +288,23 @@ async fn unknown_proto_is_415_naming_it() {
     let body = encode_write_request_v2(&[vm_series("a", &[(1000, 1.0)])]);
     let a = send(
         &router,
-        write("application/x-protobuf;proto=io.prometheus.write.v3.Request", body),
+        write(
+            "application/x-protobuf;proto=io.prometheus.write.v3.Request",
+            body,
+        ),
     )
     .await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(a.body.contains("\"io.prometheus.write.v3.Request\""), "{}", a.body);
-    assert!(a.body.contains("io.prometheus.write.v2.Request (2.0)"), "{}", a.body);
+    assert!(
+        a.body.contains("\"io.prometheus.write.v3.Request\""),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("io.prometheus.write.v2.Request (2.0)"),
+        "{}",
+        a.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +325,9 @@ async fn histograms_are_a_partial_write_floats_kept() {
         timestamp: 1000,
     };
     let request = v2::Request {
-        symbols: ["", "__name__", "floats", "hist"].map(String::from).to_vec(),
+        symbols: ["", "__name__", "floats", "hist"]
+            .map(String::from)
+            .to_vec(),
         timeseries: vec![
             v2::TimeSeries {
                 labels_refs: vec![1, 2],
@@ -309,12 +355,16 @@ async fn histograms_are_a_partial_write_floats_kept() {
     .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
     assert!(
-        a.body.contains("2 native histogram samples were not written"),
+        a.body
+            .contains("2 native histogram samples were not written"),
         "{}",
         a.body
     );
     assert_eq!(a.written(), ["1", "0", "0"]);
     let got = samples(&router, "floats[1h]").await;
     assert_eq!(got.len(), 1, "{got:?}");
-    assert_eq!(got[0].1, serde_json::json!([[1, "4"]]).as_array().cloned().unwrap());
+    assert_eq!(
+        got[0].1,
+        serde_json::json!([[1, "4"]]).as_array().cloned().unwrap()
+    );
 }
