@@ -20,6 +20,7 @@ mod e2e {
     pub mod collector_identity;
     pub mod collector_outage;
     pub mod collector_queue_support;
+    pub mod collector_rw2;
     pub mod corruption;
     pub mod crash;
     pub mod dashboards;

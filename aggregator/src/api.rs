@@ -10,6 +10,7 @@ pub mod read;
 pub mod render;
 pub mod rules;
 pub mod write;
+pub mod write_v2;
 
 /// The current time in Unix milliseconds.
 pub fn now_ms() -> i64 {

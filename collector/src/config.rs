@@ -6,6 +6,7 @@ mod duration;
 mod http_client;
 mod kubernetes_sd;
 mod logs;
+mod protobuf_message;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ pub use kubernetes_sd::{
     NamespaceDiscovery, Secret as KubeSecret, SelectorConfig,
 };
 pub use logs::{LogFormat, LogsConfig, DEFAULT_LOG_GLOB};
+pub use protobuf_message::ProtobufMessage;
 
 pub use crate::relabel::{RelabelAction, RelabelConfig};
 
@@ -302,6 +304,10 @@ pub struct RemoteWriteConfig {
     /// Use the proxy of the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables.
     #[serde(default)]
     pub proxy_from_environment: bool,
+    /// `prometheus.WriteRequest` (remote write 1.0, default) or
+    /// `io.prometheus.write.v2.Request` (2.0).
+    #[serde(default)]
+    pub protobuf_message: ProtobufMessage,
 }
 
 impl RemoteWriteConfig {

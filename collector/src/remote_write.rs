@@ -1,5 +1,8 @@
-//! Shipping one batch to one remote-write 1.0 endpoint: encoding and
-//! retrying. Batching and sharding are in [`crate::shards`].
+//! Shipping one batch to one remote-write endpoint (1.0 or 2.0, see
+//! [`protocol`]): encoding and retrying. Batching and sharding are in
+//! [`crate::shards`].
+
+mod protocol;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -7,13 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use fleetwatch_model::remote_write::{
-    encode_write_request, SeriesSamples, CONTENT_TYPE_V1, VERSION_V1,
-};
+use fleetwatch_model::remote_write::SeriesSamples;
 use fleetwatch_model::Labels;
 use tokio::time::Instant;
 
-use crate::config::{QueueConfig, RemoteWriteConfig};
+use crate::config::{ProtobufMessage, QueueConfig, RemoteWriteConfig};
 use crate::http_client::HttpClient;
 use crate::metrics::EndpointMetrics;
 use crate::queue::QueuedSample;
@@ -38,6 +39,12 @@ pub enum BatchOutcome {
         /// The HTTP status.
         status: u16,
     },
+    /// A remote write 2.0 endpoint answered 2xx but says it wrote fewer
+    /// samples than were sent; the rest are dropped.
+    NotWritten {
+        /// The samples it says it wrote.
+        written: u64,
+    },
 }
 
 /// Sends batches to one endpoint, retrying what can be retried.
@@ -47,6 +54,7 @@ pub struct RemoteWriter {
     client: HttpClient,
     timeout: Duration,
     queue: QueueConfig,
+    message: ProtobufMessage,
     metrics: Arc<EndpointMetrics>,
 }
 
@@ -63,6 +71,7 @@ impl RemoteWriter {
             client: client.into(),
             timeout: cfg.remote_timeout.as_duration(),
             queue: cfg.queue_config.clone(),
+            message: cfg.protobuf_message,
             metrics,
         })
     }
@@ -88,7 +97,7 @@ impl RemoteWriter {
     /// decrementing the pending gauge once the batch is done.
     pub async fn send_batch(&self, batch: Vec<QueuedSample>) -> BatchOutcome {
         let n = batch.len() as u64;
-        let body = Bytes::from(encode_write_request(&group_by_series(&batch)));
+        let body = Bytes::from(self.message.encode(&group_by_series(&batch)));
         drop(batch);
         let min = self.queue.min_backoff.as_duration();
         let max = self.queue.max_backoff.as_duration();
@@ -101,8 +110,8 @@ impl RemoteWriter {
                 .client
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_ENCODING, "snappy")
-                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE_V1)
-                .header("X-Prometheus-Remote-Write-Version", VERSION_V1)
+                .header(reqwest::header::CONTENT_TYPE, self.message.content_type())
+                .header("X-Prometheus-Remote-Write-Version", self.message.version())
                 .timeout(self.timeout)
                 .body(body.clone())
                 .send()
@@ -110,13 +119,20 @@ impl RemoteWriter {
             let delay = match result {
                 Ok(resp) => {
                     let answer = Answer::read(resp).await;
+                    let written = self.message.samples_written(&answer.headers);
                     self.metrics.observe_request(started.elapsed());
                     let status = answer.status;
                     if status.is_success() {
-                        break BatchOutcome::Sent;
+                        break self.confirm(written, n);
                     }
                     if !answer.retryable() {
-                        tracing::error!(url = %self.url, status = status.as_u16(), samples = n, body = %answer.shown(), "remote write rejected batch; dropping it");
+                        if status == reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE
+                            && self.message == ProtobufMessage::V2
+                        {
+                            tracing::error!(url = %self.url, samples = n, body = %answer.shown(), "remote write endpoint does not accept remote write 2.0 (415 Unsupported Media Type); dropping the batch: set protobuf_message: prometheus.WriteRequest for this endpoint");
+                        } else {
+                            tracing::error!(url = %self.url, status = status.as_u16(), samples = n, body = %answer.shown(), "remote write rejected batch; dropping it");
+                        }
                         break BatchOutcome::Rejected {
                             status: status.as_u16(),
                         };
@@ -146,6 +162,17 @@ impl RemoteWriter {
             BatchOutcome::Rejected { status } => {
                 self.metrics.record_failure(&format!("http_{status}"), n);
             }
+            BatchOutcome::NotWritten { written } => {
+                self.metrics
+                    .samples_sent
+                    .fetch_add(written, Ordering::Relaxed);
+                let reason = if written == 0 {
+                    "not_written"
+                } else {
+                    "partial_write"
+                };
+                self.metrics.record_failure(reason, n - written);
+            }
         }
         self.metrics
             .samples_pending
@@ -168,6 +195,8 @@ pub(crate) struct Answer {
     pub(crate) status: reqwest::StatusCode,
     /// The `Retry-After` header, in seconds, capped.
     retry_after: Option<Duration>,
+    /// The response headers.
+    pub(crate) headers: reqwest::header::HeaderMap,
     /// The body.
     text: String,
 }
@@ -177,10 +206,12 @@ impl Answer {
     pub(crate) async fn read(resp: reqwest::Response) -> Self {
         let status = resp.status();
         let retry_after = retry_after(&resp);
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         Self {
             status,
             retry_after,
+            headers,
             text,
         }
     }
@@ -210,6 +241,25 @@ impl Answer {
 /// The backoff after `current`: doubled, within `[min, max]`.
 pub(crate) fn next_backoff(current: Duration, min: Duration, max: Duration) -> Duration {
     (current * 2).min(max).max(min)
+}
+
+impl RemoteWriter {
+    /// The outcome of a 2xx answer: sent, unless a 2.0 receiver says it
+    /// wrote fewer than the `n` samples sent (the rest are not retried: the
+    /// receiver has already decided).
+    fn confirm(&self, written: Option<u64>, n: u64) -> BatchOutcome {
+        match written {
+            Some(0) if n > 0 => {
+                tracing::error!(url = %self.url, samples = n, "remote write 2.0 endpoint answered 2xx but wrote no samples (X-Prometheus-Remote-Write-Samples-Written missing or 0); it probably understands only remote write 1.0: set protobuf_message: prometheus.WriteRequest for this endpoint");
+                BatchOutcome::NotWritten { written: 0 }
+            }
+            Some(w) if w < n => {
+                tracing::warn!(url = %self.url, samples = n, written = w, "remote write 2.0 endpoint wrote only part of the batch; the rest is dropped");
+                BatchOutcome::NotWritten { written: w }
+            }
+            _ => BatchOutcome::Sent,
+        }
+    }
 }
 
 /// Groups a batch by series, keeping each series' samples in queue order.

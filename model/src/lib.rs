@@ -82,6 +82,16 @@ pub enum ModelError {
         /// The configured limit.
         limit: usize,
     },
+    /// A well-formed protobuf request breaks its protocol's rules (remote
+    /// write 2.0: a symbol reference out of range, an odd number of label
+    /// references, a series without labels).
+    #[error("invalid {message}: {reason}")]
+    InvalidRequest {
+        /// The message type.
+        message: &'static str,
+        /// What rule is broken, and where.
+        reason: String,
+    },
     /// A protobuf message is malformed.
     #[error("body is not a valid protobuf {message}: {reason}")]
     Protobuf {

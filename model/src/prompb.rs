@@ -1,6 +1,9 @@
 //! Remote write 1.0 and remote read messages, matching
 //! `spec/prompb/types.proto` and `spec/prompb/remote.proto` field for field
-//! (hand-derived with `prost` so the build needs no `protoc`).
+//! (hand-derived with `prost` so the build needs no `protoc`). Remote write
+//! 2.0's messages are in [`v2`].
+
+pub mod v2;
 
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -2,6 +2,8 @@
 //! encoding series into a body.
 
 pub mod raw;
+pub mod v2;
+mod wire;
 
 use prost::Message;
 

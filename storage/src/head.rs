@@ -150,6 +150,47 @@ impl PreparedBatch {
     }
 }
 
+/// Collects a request's series for [`Head::prepare`] without allocating
+/// for series the head already holds: each series is found by a hash of
+/// its label bytes and compared byte for byte; only unknown series get
+/// owned, validated labels. Holds the head's index for reading while it
+/// lives.
+pub struct BatchBuilder<'h> {
+    index: parking_lot::RwLockReadGuard<'h, Index>,
+    batch: PreparedBatch,
+    start: u32,
+}
+
+impl BatchBuilder<'_> {
+    /// Adds a sample to the series being built.
+    pub fn push_sample(&mut self, timestamp_ms: i64, value: f64) {
+        self.batch.samples.push(Sample::new(timestamp_ms, value));
+    }
+
+    /// Ends the series being built: `pairs` are its labels as sent. An
+    /// unknown series' labels are validated (UTF-8, names, a metric name).
+    pub fn end_series(&mut self, pairs: &[(&[u8], &[u8])]) -> Result<(), ModelError> {
+        let summary = raw::summarize(pairs);
+        let mut key = None;
+        if summary.canonical {
+            if let Some(ids) = self.index.by_hash.get(&summary.hash) {
+                key = ids
+                    .iter()
+                    .find(|&&id| raw::pairs_equal(pairs, &self.index.series[id as usize].labels))
+                    .map(|&id| SeriesKey::Known(id));
+            }
+        }
+        let key = match key {
+            Some(k) => k,
+            None => SeriesKey::New(raw::pairs_to_labels(pairs)?),
+        };
+        let end = self.batch.samples.len() as u32;
+        self.batch.series.push((key, self.start, end));
+        self.start = end;
+        Ok(())
+    }
+}
+
 struct Job {
     batch: PreparedBatch,
     reply: mpsc::SyncSender<Result<AppendOutcome, StorageError>>,
@@ -517,35 +558,33 @@ impl Head {
     }
 
     /// Decodes a decompressed remote write 1.0 request without allocating
-    /// for series the head already holds: each series is found by a hash of
-    /// its label bytes and compared byte for byte; only unknown series get
-    /// owned, validated labels. The whole request is decoded and validated
-    /// before anything is stored.
+    /// for series the head already holds (see [`BatchBuilder`]). The whole
+    /// request is decoded and validated before anything is stored.
     pub fn prepare_remote_write(&self, request: &[u8]) -> Result<PreparedBatch, ModelError> {
-        let mut batch = PreparedBatch::default();
         let mut pairs: raw::RawLabels<'_> = Vec::with_capacity(32);
-        let index = self.index.read();
-        raw::for_each_series(request, |series| {
-            let start = batch.samples.len() as u32;
-            series.parse(&mut pairs, |t, v| batch.samples.push(Sample::new(t, v)))?;
-            let summary = raw::summarize(&pairs);
-            let mut key = None;
-            if summary.canonical {
-                if let Some(ids) = index.by_hash.get(&summary.hash) {
-                    key = ids
-                        .iter()
-                        .find(|&&id| raw::pairs_equal(&pairs, &index.series[id as usize].labels))
-                        .map(|&id| SeriesKey::Known(id));
-                }
-            }
-            let key = match key {
-                Some(k) => k,
-                None => SeriesKey::New(raw::pairs_to_labels(&pairs)?),
-            };
-            batch.series.push((key, start, batch.samples.len() as u32));
-            Ok(())
-        })?;
-        Ok(batch)
+        self.prepare(|builder| {
+            raw::for_each_series(request, |series| {
+                series.parse(&mut pairs, |t, v| builder.push_sample(t, v))?;
+                builder.end_series(&pairs)
+            })
+        })
+    }
+
+    /// Builds a [`PreparedBatch`] from a walk over a request in wire
+    /// format: `walk` pushes each series' samples and then ends the series
+    /// with its label pairs, borrowed from the request. Remote write 1.0
+    /// ([`Head::prepare_remote_write`]) and 2.0 walks share it.
+    pub fn prepare(
+        &self,
+        walk: impl FnOnce(&mut BatchBuilder<'_>) -> Result<(), ModelError>,
+    ) -> Result<PreparedBatch, ModelError> {
+        let mut builder = BatchBuilder {
+            index: self.index.read(),
+            batch: PreparedBatch::default(),
+            start: 0,
+        };
+        walk(&mut builder)?;
+        Ok(builder.batch)
     }
 
     /// Appends a prepared request durably: returns only after its WAL

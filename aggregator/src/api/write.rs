@@ -1,9 +1,11 @@
-//! `POST /api/v1/write`: Prometheus remote write 1.0.
+//! `POST /api/v1/write`: Prometheus remote write 1.0, and 2.0 when the
+//! content type says `proto=io.prometheus.write.v2.Request` (see
+//! [`super::write_v2`]).
 //!
 //! Status codes follow the protocol: 204 once the samples are durable
 //! (WAL fsynced); 400 for bad data (the sender must not retry; the body
-//! says why); 415 for an unknown content type or encoding; 503 when storage
-//! cannot take the write (the sender retries).
+//! says why); 415 for an unknown content type, `proto=` or encoding; 503
+//! when storage cannot take the write (the sender retries).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,21 +13,61 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fleetwatch_model::remote_write::v2::{PROTO_V1, PROTO_V2};
 use fleetwatch_model::remote_write::{raw, FamilyMetadata};
 use fleetwatch_model::{snappy, ModelError};
-use fleetwatch_storage::StorageError;
+use fleetwatch_storage::{PreparedBatch, StorageError};
 
+use super::write_v2;
 use crate::error::WriteError;
 use crate::hub::AppState;
+
+/// The remote write message a request carries, from its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `prometheus.WriteRequest` (1.0; the default without `proto=`).
+    V1,
+    /// `io.prometheus.write.v2.Request` (2.0).
+    V2,
+}
+
+/// A decoded, validated request ready to be appended.
+pub struct Prepared {
+    /// The float samples for the head.
+    pub batch: PreparedBatch,
+    /// Metric metadata carried by the request.
+    pub metadata: Vec<FamilyMetadata>,
+    /// Native histogram samples in the request (not stored).
+    pub histograms: u64,
+    /// Exemplars in the request (not stored).
+    pub exemplars: u64,
+}
+
+/// What an appended request wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Float samples written.
+    pub samples: u64,
+    /// Native histogram samples received and not written.
+    pub histograms: u64,
+}
 
 /// Handles one remote-write request.
 pub async fn remote_write(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, WriteError> {
-    let result = handle(&state, &headers, body).await;
+) -> Response {
+    let (protocol, result) = match check_content_type(&headers) {
+        Ok(protocol) => (
+            Some(protocol),
+            handle(&state, protocol, &headers, body).await,
+        ),
+        Err(e) => (None, Err(("unsupported_media_type", e))),
+    };
     match &result {
+        Ok(w) if w.histograms > 0 => state.metrics.count_rejected("histograms_unsupported"),
         Ok(_) => {
             state
                 .metrics
@@ -34,15 +76,20 @@ pub async fn remote_write(
         }
         Err((reason, _)) => state.metrics.count_rejected(reason),
     }
-    result.map_err(|(_, e)| e)
+    match (protocol, result) {
+        (Some(Protocol::V2), Ok(w)) => write_v2::response(&w),
+        (Some(Protocol::V2), Err((_, e))) => write_v2::with_written_headers(e.into_response(), 0),
+        (_, Ok(_)) => StatusCode::NO_CONTENT.into_response(),
+        (_, Err((_, e))) => e.into_response(),
+    }
 }
 
 async fn handle(
     state: &AppState,
+    protocol: Protocol,
     headers: &HeaderMap,
     body: Body,
-) -> Result<StatusCode, (&'static str, WriteError)> {
-    check_content_type(headers).map_err(|e| ("unsupported_media_type", e))?;
+) -> Result<Written, (&'static str, WriteError)> {
     let limit = state.config.limits.max_write_body_bytes;
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -65,18 +112,28 @@ async fn handle(
         )
     })?;
     let head = Arc::clone(state.db.head());
-    let (samples, metadata) = tokio::task::spawn_blocking(
-        move || -> Result<(u64, Vec<FamilyMetadata>), (&'static str, WriteError)> {
+    let (written, metadata) = tokio::task::spawn_blocking(
+        move || -> Result<(Written, Vec<FamilyMetadata>), (&'static str, WriteError)> {
             let bad = |e: ModelError| (model_reason(&e), WriteError::bad_request(e.to_string()));
             let request = snappy::decompress(&bytes, limit).map_err(bad)?;
-            let batch = head.prepare_remote_write(&request).map_err(bad)?;
-            // Metadata is checked before anything is stored, so a request
-            // is taken whole or not at all.
-            let mut metadata = Vec::new();
-            raw::for_each_metadata(&request, |m| metadata.push(m)).map_err(bad)?;
-            let samples = batch.num_samples() as u64;
-            head.append_prepared(batch).map_err(storage_error)?;
-            Ok((samples, metadata))
+            let prepared = match protocol {
+                Protocol::V1 => prepare_v1(&head, &request),
+                Protocol::V2 => write_v2::prepare(&head, &request),
+            }
+            .map_err(bad)?;
+            if prepared.exemplars > 0 {
+                tracing::debug!(
+                    exemplars = prepared.exemplars,
+                    "remote write carried exemplars; they are not stored"
+                );
+            }
+            let written = Written {
+                samples: prepared.batch.num_samples() as u64,
+                histograms: prepared.histograms,
+            };
+            head.append_prepared(prepared.batch)
+                .map_err(storage_error)?;
+            Ok((written, prepared.metadata))
         },
     )
     .await
@@ -92,16 +149,31 @@ async fn handle(
     state
         .metrics
         .write_samples_received
-        .fetch_add(samples, Ordering::Relaxed);
+        .fetch_add(written.samples, Ordering::Relaxed);
     state.metadata.record(metadata);
-    Ok(StatusCode::NO_CONTENT)
+    Ok(written)
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), WriteError> {
+/// Decodes a decompressed 1.0 request whole. Metadata is checked before
+/// anything is stored, so a request is taken whole or not at all.
+fn prepare_v1(head: &fleetwatch_storage::Head, request: &[u8]) -> Result<Prepared, ModelError> {
+    let batch = head.prepare_remote_write(request)?;
+    let mut metadata = Vec::new();
+    raw::for_each_metadata(request, |m| metadata.push(m))?;
+    Ok(Prepared {
+        batch,
+        metadata,
+        histograms: 0,
+        exemplars: 0,
+    })
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<Protocol, WriteError> {
     let unsupported = |m: String| WriteError {
         status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
         message: m,
     };
+    let mut protocol = Protocol::V1;
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -117,10 +189,12 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), WriteError> {
             .split(';')
             .filter_map(|p| p.trim().strip_prefix("proto="))
             .next();
-        if let Some(proto) = proto {
-            if proto != "prometheus.WriteRequest" {
+        match proto.map(|p| p.trim_matches('"')) {
+            None | Some(PROTO_V1) => {}
+            Some(PROTO_V2) => protocol = Protocol::V2,
+            Some(other) => {
                 return Err(unsupported(format!(
-                    "unsupported remote write message {proto:?}: this hub accepts prometheus.WriteRequest (remote write 1.0)"
+                    "unsupported remote write message {other:?}: this hub accepts {PROTO_V1} (remote write 1.0) and {PROTO_V2} (2.0)"
                 )));
             }
         }
@@ -135,13 +209,14 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), WriteError> {
             )));
         }
     }
-    Ok(())
+    Ok(protocol)
 }
 
 fn model_reason(e: &ModelError) -> &'static str {
     match e {
         ModelError::Snappy { .. } => "invalid_snappy",
         ModelError::Protobuf { .. } => "invalid_protobuf",
+        ModelError::InvalidRequest { .. } => "invalid_request",
         ModelError::TooLarge { .. } => "too_large",
         ModelError::MissingMetricName { .. } => "missing_metric_name",
         ModelError::InvalidLabelName { .. }

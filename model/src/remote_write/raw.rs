@@ -5,82 +5,12 @@
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::wire::{Field, Reader};
 use super::{metric_type_name, FamilyMetadata};
 use crate::{Label, Labels, ModelError, SeriesHash};
 
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LEN: u8 = 2;
-const WIRE_FIXED32: u8 = 5;
-
-fn malformed(reason: &str) -> ModelError {
-    ModelError::Protobuf {
-        message: "prometheus.WriteRequest",
-        reason: reason.to_string(),
-    }
-}
-
-/// Reads a base-128 varint at `*pos`.
-fn varint(buf: &[u8], pos: &mut usize) -> Result<u64, ModelError> {
-    let mut out: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*pos).ok_or_else(|| malformed("truncated varint"))?;
-        *pos += 1;
-        out |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(out);
-        }
-    }
-    Err(malformed("varint longer than 10 bytes"))
-}
-
-/// One field: length-delimited payloads as slices, scalars as raw values.
-enum Field<'a> {
-    Bytes(u32, &'a [u8]),
-    Varint(u32, u64),
-    Fixed64(u32, u64),
-    Other,
-}
-
-fn next_field<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Field<'a>, ModelError> {
-    let key = varint(buf, pos)?;
-    let number = (key >> 3) as u32;
-    if number == 0 {
-        return Err(malformed("field number 0"));
-    }
-    match (key & 7) as u8 {
-        WIRE_VARINT => Ok(Field::Varint(number, varint(buf, pos)?)),
-        WIRE_FIXED64 => {
-            let b = buf
-                .get(*pos..*pos + 8)
-                .ok_or_else(|| malformed("truncated fixed64"))?;
-            *pos += 8;
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            Ok(Field::Fixed64(number, u64::from_le_bytes(a)))
-        }
-        WIRE_LEN => {
-            let len =
-                usize::try_from(varint(buf, pos)?).map_err(|_| malformed("length overflows"))?;
-            let end = pos
-                .checked_add(len)
-                .ok_or_else(|| malformed("length overflows"))?;
-            let b = buf
-                .get(*pos..end)
-                .ok_or_else(|| malformed("length runs past the end of the message"))?;
-            *pos = end;
-            Ok(Field::Bytes(number, b))
-        }
-        WIRE_FIXED32 => {
-            if *pos + 4 > buf.len() {
-                return Err(malformed("truncated fixed32"));
-            }
-            *pos += 4;
-            Ok(Field::Other)
-        }
-        w => Err(malformed(&format!("unsupported wire type {w}"))),
-    }
-}
+/// The message name errors of this walk carry.
+const MESSAGE: &str = "prometheus.WriteRequest";
 
 /// A borrowed view of one `TimeSeries` inside a request buffer.
 #[derive(Clone, Copy)]
@@ -114,14 +44,14 @@ impl<'a> RawSeries<'a> {
         mut sample: impl FnMut(i64, f64),
     ) -> Result<(), ModelError> {
         labels.clear();
-        let mut pos = 0;
-        while pos < self.msg.len() {
-            match next_field(self.msg, &mut pos)? {
+        let mut r = Reader::new(self.msg, MESSAGE);
+        while !r.done() {
+            match r.next_field()? {
                 Field::Bytes(1, label) => {
                     let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
-                    let mut lp = 0;
-                    while lp < label.len() {
-                        match next_field(label, &mut lp)? {
+                    let mut lr = Reader::new(label, MESSAGE);
+                    while !lr.done() {
+                        match lr.next_field()? {
                             Field::Bytes(1, b) => name = b,
                             Field::Bytes(2, b) => value = b,
                             _ => {}
@@ -130,22 +60,29 @@ impl<'a> RawSeries<'a> {
                     labels.push((name, value));
                 }
                 Field::Bytes(2, s) => {
-                    let (mut ts, mut bits) = (0i64, 0u64);
-                    let mut sp = 0;
-                    while sp < s.len() {
-                        match next_field(s, &mut sp)? {
-                            Field::Fixed64(1, v) => bits = v,
-                            Field::Varint(2, v) => ts = v as i64,
-                            _ => {}
-                        }
-                    }
-                    sample(ts, f64::from_bits(bits));
+                    let (ts, value) = parse_sample(s, MESSAGE)?;
+                    sample(ts, value);
                 }
                 _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// Reads one `Sample` message (value 1, timestamp 2; the same numbers in
+/// 1.0 and 2.0, whose `start_timestamp` 3 is skipped) as `(timestamp, value)`.
+pub(crate) fn parse_sample(msg: &[u8], message: &'static str) -> Result<(i64, f64), ModelError> {
+    let (mut ts, mut bits) = (0i64, 0u64);
+    let mut r = Reader::new(msg, message);
+    while !r.done() {
+        match r.next_field()? {
+            Field::Fixed64(1, v) => bits = v,
+            Field::Varint(2, v) => ts = v as i64,
+            _ => {}
+        }
+    }
+    Ok((ts, f64::from_bits(bits)))
 }
 
 /// Hashes parsed label pairs without allocating and says whether they
@@ -188,7 +125,12 @@ pub fn pairs_to_labels(pairs: &[(&[u8], &[u8])]) -> Result<Labels, ModelError> {
     for (name, value) in pairs {
         match (std::str::from_utf8(name), std::str::from_utf8(value)) {
             (Ok(n), Ok(v)) => out.push(Label::new(n, v)),
-            _ => return Err(malformed("label is not valid UTF-8")),
+            _ => {
+                return Err(ModelError::Protobuf {
+                    message: MESSAGE,
+                    reason: "label is not valid UTF-8".to_string(),
+                })
+            }
         }
     }
     let labels = Labels::new(out)?;
@@ -206,9 +148,9 @@ pub fn for_each_series<'a>(
     request: &'a [u8],
     mut f: impl FnMut(RawSeries<'a>) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
-    let mut pos = 0;
-    while pos < request.len() {
-        if let Field::Bytes(1, msg) = next_field(request, &mut pos)? {
+    let mut r = Reader::new(request, MESSAGE);
+    while !r.done() {
+        if let Field::Bytes(1, msg) = r.next_field()? {
             f(RawSeries { msg })?;
         }
     }
@@ -222,13 +164,13 @@ pub fn for_each_metadata(
     request: &[u8],
     mut f: impl FnMut(FamilyMetadata),
 ) -> Result<(), ModelError> {
-    let mut pos = 0;
-    while pos < request.len() {
-        if let Field::Bytes(3, msg) = next_field(request, &mut pos)? {
+    let mut r = Reader::new(request, MESSAGE);
+    while !r.done() {
+        if let Field::Bytes(3, msg) = r.next_field()? {
             let (mut kind, mut family, mut help, mut unit) = (0, &[][..], &[][..], &[][..]);
-            let mut mp = 0;
-            while mp < msg.len() {
-                match next_field(msg, &mut mp)? {
+            let mut mr = Reader::new(msg, MESSAGE);
+            while !mr.done() {
+                match mr.next_field()? {
                     Field::Varint(1, v) => kind = v,
                     Field::Bytes(2, b) => family = b,
                     Field::Bytes(4, b) => help = b,
