@@ -47,6 +47,8 @@ pub struct Target {
     pub interval: Duration,
     /// Time allowed for one scrape.
     pub timeout: Duration,
+    /// The job's scrape limits.
+    pub limits: crate::scrape::ScrapeLimits,
 }
 
 impl Target {
@@ -276,6 +278,7 @@ fn build_target(
         honor_labels: sc.honor_labels,
         honor_timestamps: sc.honor_timestamps,
         honor_external_labels: sc.honor_external_labels,
+        limits: crate::scrape::ScrapeLimits::from_config(sc),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         interval: sc.effective_interval(&cfg.global).as_duration(),
         timeout: sc.effective_timeout(&cfg.global).as_duration(),
