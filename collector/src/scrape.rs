@@ -56,8 +56,6 @@ pub struct Scraper {
     job_metrics: Arc<JobMetrics>,
     metrics: Arc<CollectorMetrics>,
     status: Arc<TargetStatus>,
-    /// The body buffer, reused from scrape to scrape.
-    buf: Vec<u8>,
 }
 
 /// The counts of one scrape.
@@ -120,7 +118,6 @@ impl Scraper {
             job_metrics,
             metrics,
             status: Arc::new(TargetStatus::default()),
-            buf: Vec::new(),
         }
     }
 
@@ -145,17 +142,16 @@ impl Scraper {
     pub async fn scrape_once(&mut self) -> Vec<QueuedSample> {
         let ts_ms = unix_ms(SystemTime::now());
         let started = Instant::now();
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
+        // A fresh buffer per scrape: keeping one per target would hold a
+        // body's worth of memory per target between scrapes.
+        let mut buf = Vec::new();
         let fetched = self.fetch(&mut buf).await;
         let took = started.elapsed();
         let body = fetched.and_then(|format| match std::str::from_utf8(&buf) {
             Ok(text) => Ok((text, format)),
             Err(e) => Err(self.scrape_error(format!("body is not valid UTF-8: {e}"))),
         });
-        let out = self.process_format(body, ts_ms, took);
-        self.buf = buf;
-        out
+        self.process_format(body, ts_ms, took)
     }
 
     fn scrape_error(&self, reason: String) -> CollectorError {
