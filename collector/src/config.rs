@@ -206,6 +206,23 @@ pub struct ScrapeConfig {
     /// Use the proxy of the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables.
     #[serde(default)]
     pub proxy_from_environment: bool,
+    /// More samples than this after metric relabeling fail the scrape
+    /// (0 = no limit).
+    #[serde(default)]
+    pub sample_limit: u64,
+    /// More labels than this on a series fail the scrape (0 = no limit).
+    #[serde(default)]
+    pub label_limit: u64,
+    /// A label name longer than this fails the scrape (0 = no limit).
+    #[serde(default)]
+    pub label_name_length_limit: u64,
+    /// A label value longer than this fails the scrape (0 = no limit).
+    #[serde(default)]
+    pub label_value_length_limit: u64,
+    /// A (decompressed) body larger than this fails the scrape (0 = only
+    /// the collector's hard maximum).
+    #[serde(default)]
+    pub body_size_limit: ByteSize,
 }
 
 impl ScrapeConfig {

@@ -24,6 +24,14 @@ pub struct JobMetrics {
     pub samples_scraped: AtomicU64,
     /// Sample lines skipped because they could not be parsed or labelled.
     pub samples_invalid: AtomicU64,
+    /// Scrapes failed by `sample_limit`.
+    pub scrapes_sample_limit: AtomicU64,
+    /// Scrapes failed by `label_limit` or a label length limit.
+    pub scrapes_label_limits: AtomicU64,
+    /// Scrapes failed by `body_size_limit`.
+    pub scrapes_body_size_limit: AtomicU64,
+    /// Scrapes failed because the body could not be parsed.
+    pub scrapes_parse_failed: AtomicU64,
 }
 
 /// Counters of one remote-write endpoint.
@@ -207,6 +215,30 @@ impl CollectorMetrics {
             "fleetwatch_collector_samples_invalid_total",
             "Exposed samples skipped because they could not be parsed or had invalid labels, per job.",
             &|m| m.samples_invalid.load(Ordering::Relaxed),
+        );
+        job_counter(
+            &mut out,
+            "fleetwatch_collector_scrapes_exceeded_sample_limit_total",
+            "Scrapes that failed because they had more samples than sample_limit, per job.",
+            &|m| m.scrapes_sample_limit.load(Ordering::Relaxed),
+        );
+        job_counter(
+            &mut out,
+            "fleetwatch_collector_scrapes_exceeded_label_limits_total",
+            "Scrapes that failed because a series broke label_limit, label_name_length_limit or label_value_length_limit, per job.",
+            &|m| m.scrapes_label_limits.load(Ordering::Relaxed),
+        );
+        job_counter(
+            &mut out,
+            "fleetwatch_collector_scrapes_exceeded_body_size_limit_total",
+            "Scrapes that failed because the body was larger than body_size_limit, per job.",
+            &|m| m.scrapes_body_size_limit.load(Ordering::Relaxed),
+        );
+        job_counter(
+            &mut out,
+            "fleetwatch_collector_scrapes_parse_failed_total",
+            "Scrapes that failed because the body was not valid exposition text, per job.",
+            &|m| m.scrapes_parse_failed.load(Ordering::Relaxed),
         );
 
         let ep_metric = |out: &mut String,
@@ -428,8 +460,8 @@ mod tests {
         ));
         assert!(text.contains("fleetwatch_collector_remote_write_request_duration_seconds_count{url=\"http://hub/api/v1/write\"} 1\n"));
         // The output parses as exposition text.
-        let parsed = crate::scrape::parse_exposition(&text);
-        assert_eq!(parsed.skipped_lines, 0);
+        let parsed = crate::scrape::parse_exposition(&text, crate::scrape::Format::Text)
+            .expect("valid exposition text");
         assert!(parsed.samples.len() > 10);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod codec;
 pub mod disk;
+pub mod intern;
 pub mod memory;
 
 use std::path::PathBuf;

@@ -1,11 +1,12 @@
 //! Scraping one target: fetch, parse, label, staleness, synthetic series;
 //! and the per-target loop that feeds the remote-write queues.
 
+mod body;
+mod cache;
 mod labels;
+mod limits;
 mod parse;
-mod staleness;
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,9 +15,13 @@ use fleetwatch_model::{is_valid_metric_name, Labels, Sample, STALE_NAN};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+pub use cache::{Outcome, Resolved, ScrapeCache, Use};
 pub use labels::{LabelMerger, Merged};
-pub use parse::{format_openmetrics_float, parse_exposition, Parsed, ParsedSample};
-pub use staleness::{StalenessTracker, Transition};
+pub use limits::{ScrapeLimits, HARD_MAX_BODY_BYTES};
+pub use parse::{
+    format_openmetrics_float, parse_exposition, parse_series, Entry, Format, MetricKind,
+    ParseError, Parsed, ParsedSample, Parser,
+};
 
 use crate::http_client::HttpClient;
 use crate::metrics::{CollectorMetrics, EndpointMetrics, JobMetrics};
@@ -26,8 +31,10 @@ use crate::status::TargetStatus;
 use crate::targets::Target;
 use crate::CollectorError;
 
-/// The `Accept` header of a scrape: the text format 0.0.4.
-pub const SCRAPE_ACCEPT: &str = "text/plain;version=0.0.4";
+/// The `Accept` header of a scrape, as Prometheus sends it: OpenMetrics
+/// 1.0 preferred, then the text format 0.0.4.
+pub const SCRAPE_ACCEPT: &str =
+    "application/openmetrics-text;version=1.0.0;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// The synthetic series written for every scrape, in this order.
 const SYNTHETIC: [&str; 5] = [
@@ -44,12 +51,38 @@ pub struct Scraper {
     target: Target,
     client: HttpClient,
     external: Labels,
-    tracker: StalenessTracker,
+    cache: ScrapeCache,
     metric_relabel: Relabeler,
     synthetic: Vec<Arc<Labels>>,
     job_metrics: Arc<JobMetrics>,
     metrics: Arc<CollectorMetrics>,
     status: Arc<TargetStatus>,
+}
+
+/// The counts of one scrape.
+#[derive(Debug, Default)]
+struct Counts {
+    scraped: usize,
+    accepted: usize,
+    added: usize,
+    invalid: usize,
+    overrides: u64,
+}
+
+/// A failed scrape: the error, its kind, the counts so far.
+#[derive(Debug)]
+struct Failed {
+    error: CollectorError,
+    kind: Option<FailKind>,
+    counts: Counts,
+}
+
+/// Why a scrape failed, for the per-job counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailKind {
+    Parse,
+    SampleLimit,
+    LabelLimits,
 }
 
 impl Scraper {
@@ -81,7 +114,7 @@ impl Scraper {
             target,
             client: client.into(),
             external,
-            tracker: StalenessTracker::new(),
+            cache: ScrapeCache::new(),
             metric_relabel,
             synthetic,
             job_metrics,
@@ -101,25 +134,39 @@ impl Scraper {
         &self.target
     }
 
+    /// The target's scrape cache.
+    pub fn cache(&self) -> &ScrapeCache {
+        &self.cache
+    }
+
     /// Scrapes once now and returns the samples to ship (scraped series,
     /// staleness markers, synthetic series).
     pub async fn scrape_once(&mut self) -> Vec<QueuedSample> {
         let ts_ms = unix_ms(SystemTime::now());
         let started = Instant::now();
-        let body = self.fetch().await;
+        // A fresh buffer per scrape: keeping one per target would hold a
+        // body's worth of memory per target between scrapes.
+        let mut buf = Vec::new();
+        let fetched = self.fetch(&mut buf).await;
         let took = started.elapsed();
-        self.status
-            .record(ts_ms, took, body.as_ref().err().map(ToString::to_string));
-        self.process(body, ts_ms, took)
+        let body = fetched.and_then(|format| match std::str::from_utf8(&buf) {
+            Ok(text) => Ok((text, format)),
+            Err(e) => Err(self.scrape_error(format!("body is not valid UTF-8: {e}"))),
+        });
+        self.process_format(body, ts_ms, took)
     }
 
-    async fn fetch(&self) -> Result<String, CollectorError> {
-        let t = &self.target;
-        let err = |reason: String| CollectorError::Scrape {
-            url: t.url.to_string(),
+    fn scrape_error(&self, reason: String) -> CollectorError {
+        CollectorError::Scrape {
+            url: self.target.url.to_string(),
             reason,
-        };
-        let resp = self
+        }
+    }
+
+    /// Fetches the body into `buf`; the format it is in.
+    async fn fetch(&self, buf: &mut Vec<u8>) -> Result<Format, CollectorError> {
+        let t = &self.target;
+        let mut resp = self
             .client
             .get(t.url.clone())
             .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT)
@@ -130,17 +177,32 @@ impl Scraper {
             .timeout(t.timeout)
             .send()
             .await
-            .map_err(|e| err(describe_reqwest_error(&e, t.timeout)))?;
+            .map_err(|e| self.scrape_error(describe_reqwest_error(&e, t.timeout)))?;
         let status = resp.status();
         if status != reqwest::StatusCode::OK {
-            return Err(err(format!("server returned http status {status}")));
+            return Err(self.scrape_error(format!("server returned http status {status}")));
         }
-        resp.text().await.map_err(|e| {
-            err(format!(
-                "reading body: {}",
-                describe_reqwest_error(&e, t.timeout)
-            ))
-        })
+        let format = Format::from_content_type(
+            resp.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let limit = t.limits.max_body_bytes();
+        body::read_body(&mut resp, limit, buf)
+            .await
+            .map_err(|e| match e {
+                body::BodyError::TooLarge => {
+                    self.job_metrics
+                        .scrapes_body_size_limit
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.scrape_error(format!("body size limit exceeded ({limit} bytes)"))
+                }
+                body::BodyError::Read(e) => self.scrape_error(format!(
+                    "reading body: {}",
+                    describe_reqwest_error(&e, t.timeout)
+                )),
+            })?;
+        Ok(format)
     }
 
     /// Staleness markers at `ts_ms` for every series this target has
@@ -148,106 +210,88 @@ impl Scraper {
     /// ones), for when the target goes away. Forgets the tracked series.
     pub fn stale_all(&mut self, ts_ms: i64) -> Vec<QueuedSample> {
         let mut out = Vec::new();
-        push_stale(&mut out, self.tracker.on_failure(), ts_ms);
+        push_stale(&mut out, self.cache.stale_all(), ts_ms);
         push_stale(&mut out, self.synthetic.clone(), ts_ms);
         out
     }
 
     /// Turns the outcome of one scrape at `ts_ms`, which took `took`, into
-    /// samples. Separate from the HTTP part so it can be tested alone.
+    /// samples, reading a body in the text format. Separate from the HTTP
+    /// part so it can be tested alone.
     pub fn process(
         &mut self,
         body: Result<String, CollectorError>,
         ts_ms: i64,
         took: Duration,
     ) -> Vec<QueuedSample> {
+        match body {
+            Ok(text) => self.process_format(Ok((&text, Format::Text)), ts_ms, took),
+            Err(e) => self.process_format(Err(e), ts_ms, took),
+        }
+    }
+
+    /// Like [`Self::process`], for a body in the given format.
+    pub fn process_format(
+        &mut self,
+        body: Result<(&str, Format), CollectorError>,
+        ts_ms: i64,
+        took: Duration,
+    ) -> Vec<QueuedSample> {
         self.job_metrics.scrapes.fetch_add(1, Ordering::Relaxed);
         let mut out = Vec::new();
-        let (up, scraped, accepted, added) = match body {
-            Ok(body) => {
-                let parsed = parse_exposition(&body);
-                let scraped = parsed.samples.len();
-                let mut invalid = parsed.skipped_lines;
-                let merger = LabelMerger {
-                    target: &self.target.labels,
-                    external: &self.external,
-                    honor_labels: self.target.honor_labels,
-                    honor_external_labels: self.target.honor_external_labels,
-                };
-                let mut seen: HashSet<Arc<Labels>> = HashSet::with_capacity(scraped);
-                let mut tracked: HashSet<Arc<Labels>> = HashSet::with_capacity(scraped);
-                let mut overrides = 0;
-                for p in parsed.samples {
-                    let base = match merger.merge_target(&p.name, &p.labels) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            invalid += 1;
-                            tracing::debug!(job = %self.target.job, instance = %self.target.address, metric = %p.name, error = %e, "dropping sample with invalid labels");
-                            continue;
-                        }
-                    };
-                    let base = if self.metric_relabel.is_empty() {
-                        base
-                    } else {
-                        match self.metric_relabel.process(base) {
-                            Some(l) if l.metric_name().is_some_and(is_valid_metric_name) => l,
-                            Some(l) => {
-                                invalid += 1;
-                                tracing::debug!(job = %self.target.job, series = %l, "metric_relabel_configs left no valid metric name; dropping");
-                                continue;
-                            }
-                            None => continue,
-                        }
-                    };
-                    let merged = merger.apply_external(base);
-                    overrides += merged.overrides;
-                    let labels = Arc::new(merged.labels);
-                    if !seen.insert(Arc::clone(&labels)) {
-                        invalid += 1;
-                        tracing::debug!(job = %self.target.job, instance = %self.target.address, series = %labels, "dropping duplicate series in scrape");
-                        continue;
-                    }
-                    let explicit_ts = self
-                        .target
-                        .honor_timestamps
-                        .then_some(p.timestamp_ms)
-                        .flatten();
-                    if explicit_ts.is_none() {
-                        tracked.insert(Arc::clone(&labels));
-                    }
-                    out.push(QueuedSample {
-                        labels,
-                        sample: Sample::new(explicit_ts.unwrap_or(ts_ms), p.value),
-                    });
-                }
-                let accepted = out.len();
-                if overrides > 0 {
+        self.cache.begin();
+        let result = match body {
+            Ok((text, format)) => self.ingest(text, format, ts_ms, &mut out),
+            Err(e) => Err(Box::new(Failed {
+                error: e,
+                kind: None,
+                counts: Counts::default(),
+            })),
+        };
+        let (up, scraped, accepted, added) = match result {
+            Ok(c) => {
+                if c.overrides > 0 {
                     self.metrics
                         .external_label_overrides
-                        .fetch_add(overrides, Ordering::Relaxed);
+                        .fetch_add(c.overrides, Ordering::Relaxed);
                 }
-                if invalid > 0 {
+                if c.invalid > 0 {
                     self.job_metrics
                         .samples_invalid
-                        .fetch_add(invalid as u64, Ordering::Relaxed);
-                    tracing::warn!(job = %self.target.job, instance = %self.target.address, skipped = invalid, "skipped unparseable or invalid samples");
+                        .fetch_add(c.invalid as u64, Ordering::Relaxed);
+                    tracing::warn!(job = %self.target.job, instance = %self.target.address, skipped = c.invalid, "skipped invalid or duplicate samples");
                 }
                 self.job_metrics
                     .samples_scraped
-                    .fetch_add(scraped as u64, Ordering::Relaxed);
-                let transition = self.tracker.on_success(tracked);
-                push_stale(&mut out, transition.stale, ts_ms);
-                tracing::debug!(job = %self.target.job, instance = %self.target.address, samples = accepted, duration_ms = took.as_millis() as u64, "scrape ok");
-                (1.0, scraped, accepted, transition.added)
+                    .fetch_add(c.scraped as u64, Ordering::Relaxed);
+                push_stale(&mut out, self.cache.finish_success(), ts_ms);
+                self.status.record(ts_ms, took, None);
+                tracing::debug!(job = %self.target.job, instance = %self.target.address, samples = c.accepted, duration_ms = took.as_millis() as u64, "scrape ok");
+                (1.0, c.scraped, c.accepted, c.added)
             }
-            Err(e) => {
+            Err(failed) => {
+                let Failed {
+                    error: e,
+                    kind,
+                    counts: c,
+                } = *failed;
+                out.clear();
                 self.job_metrics
                     .scrapes_failed
                     .fetch_add(1, Ordering::Relaxed);
+                let counter = match kind {
+                    Some(FailKind::Parse) => Some(&self.job_metrics.scrapes_parse_failed),
+                    Some(FailKind::SampleLimit) => Some(&self.job_metrics.scrapes_sample_limit),
+                    Some(FailKind::LabelLimits) => Some(&self.job_metrics.scrapes_label_limits),
+                    None => None,
+                };
+                if let Some(counter) = counter {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::warn!(job = %self.target.job, instance = %self.target.address, error = %e, "scrape failed");
-                let stale = self.tracker.on_failure();
-                push_stale(&mut out, stale, ts_ms);
-                (0.0, 0, 0, 0)
+                self.status.record(ts_ms, took, Some(e.to_string()));
+                push_stale(&mut out, self.cache.finish_failure(), ts_ms);
+                (0.0, c.scraped, c.accepted, 0)
             }
         };
         let values = [
@@ -264,6 +308,141 @@ impl Scraper {
             });
         }
         out
+    }
+
+    /// Reads a body into `out` through the scrape cache. On failure, the
+    /// error, its kind and the counts so far.
+    fn ingest(
+        &mut self,
+        body: &str,
+        format: Format,
+        ts_ms: i64,
+        out: &mut Vec<QueuedSample>,
+    ) -> Result<Counts, Box<Failed>> {
+        let mut c = Counts::default();
+        let mut parser = Parser::new(body, format);
+        while let Some(entry) = parser.next() {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let err = self.scrape_error(format!("parsing the body: {e}"));
+                    return Err(Box::new(Failed {
+                        error: err,
+                        kind: Some(FailKind::Parse),
+                        counts: c,
+                    }));
+                }
+            };
+            c.scraped += 1;
+            let outcome = match self.cache.lookup(entry.series) {
+                Some(o) => o,
+                None => match self.resolve(entry.series, entry.kind) {
+                    Ok(r) => self.cache.resolve(entry.series, r),
+                    Err(reason) => {
+                        let err = self.scrape_error(format!(
+                            "parsing the body: line {}: {reason}",
+                            parser.line()
+                        ));
+                        return Err(Box::new(Failed {
+                            error: err,
+                            kind: Some(FailKind::Parse),
+                            counts: c,
+                        }));
+                    }
+                },
+            };
+            match outcome {
+                Outcome::Series(id) => {
+                    let explicit_ts = self
+                        .target
+                        .honor_timestamps
+                        .then_some(entry.timestamp_ms)
+                        .flatten();
+                    match self.cache.use_series(id, explicit_ts.is_none()) {
+                        Use::Duplicate => {
+                            c.invalid += 1;
+                            tracing::debug!(job = %self.target.job, instance = %self.target.address, series = %entry.series, "dropping duplicate series in scrape");
+                        }
+                        Use::Fresh {
+                            labels,
+                            overrides,
+                            added,
+                        } => {
+                            c.overrides += overrides;
+                            c.added += usize::from(added);
+                            out.push(QueuedSample {
+                                labels,
+                                sample: Sample::new(explicit_ts.unwrap_or(ts_ms), entry.value),
+                            });
+                        }
+                    }
+                }
+                Outcome::Dropped => {}
+                Outcome::Invalid => c.invalid += 1,
+                Outcome::Rejected(reason) => {
+                    let err = self.scrape_error(reason.to_string());
+                    return Err(Box::new(Failed {
+                        error: err,
+                        kind: Some(FailKind::LabelLimits),
+                        counts: c,
+                    }));
+                }
+            }
+        }
+        c.accepted = out.len();
+        let limit = self.target.limits.sample_limit;
+        if limit > 0 && c.accepted as u64 > limit {
+            let err = self.scrape_error(format!(
+                "sample_limit exceeded (samples: {}, limit: {limit})",
+                c.accepted
+            ));
+            return Err(Box::new(Failed {
+                error: err,
+                kind: Some(FailKind::SampleLimit),
+                counts: c,
+            }));
+        }
+        Ok(c)
+    }
+
+    /// What a series not in the cache comes to: parsed, merged with the
+    /// target labels, metric-relabeled, checked against the label limits
+    /// and given the external labels. `Err` when its text is malformed.
+    fn resolve(&self, series: &str, kind: MetricKind) -> Result<Resolved, String> {
+        let (name, scraped) = parse_series(series, kind)?;
+        let merger = LabelMerger {
+            target: &self.target.labels,
+            external: &self.external,
+            honor_labels: self.target.honor_labels,
+            honor_external_labels: self.target.honor_external_labels,
+        };
+        let base = match merger.merge_target(name, &scraped) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(job = %self.target.job, instance = %self.target.address, metric = %name, error = %e, "dropping sample with invalid labels");
+                return Ok(Resolved::Invalid);
+            }
+        };
+        let base = if self.metric_relabel.is_empty() {
+            base
+        } else {
+            match self.metric_relabel.process(base) {
+                Some(l) if l.metric_name().is_some_and(is_valid_metric_name) => l,
+                Some(l) => {
+                    tracing::debug!(job = %self.target.job, series = %l, "metric_relabel_configs left no valid metric name; dropping");
+                    return Ok(Resolved::Invalid);
+                }
+                None => return Ok(Resolved::Dropped),
+            }
+        };
+        if let Err(reason) = self.target.limits.check_labels(&base) {
+            return Ok(Resolved::Rejected(reason));
+        }
+        let merged = merger.apply_external(base);
+        Ok(Resolved::Series {
+            labels: merged.labels,
+            overrides: merged.overrides,
+        })
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Target {
     pub timeout: Duration,
     /// The job's HTTP client settings (a change restarts the target's loop).
     pub http_client: HttpClientConfig,
+    /// The job's scrape limits.
+    pub limits: crate::scrape::ScrapeLimits,
 }
 
 impl Target {
@@ -299,6 +301,7 @@ fn build_target(
         honor_labels: sc.honor_labels,
         honor_timestamps: sc.honor_timestamps,
         honor_external_labels: sc.honor_external_labels,
+        limits: crate::scrape::ScrapeLimits::from_config(sc),
         metric_relabel_configs: sc.metric_relabel_configs.clone(),
         interval: sc.effective_interval(&cfg.global).as_duration(),
         timeout: sc.effective_timeout(&cfg.global).as_duration(),

@@ -338,7 +338,7 @@ remote_write:
     }
     {
         let h = seen_headers.lock().expect("lock");
-        assert_eq!(h[0].0, "text/plain;version=0.0.4");
+        assert_eq!(h[0].0, fleetwatch_collector::scrape::SCRAPE_ACCEPT);
         assert_eq!(h[0].1, "0.5");
     }
 

@@ -178,7 +178,7 @@ mod tests {
         assert!(
             out.contains("fleetwatch_collector_log_lines_failed_total{reason=\"http_400\"} 7\n")
         );
-        let parsed = crate::scrape::parse_exposition(&out);
-        assert_eq!(parsed.skipped_lines, 0);
+        let parsed = crate::scrape::parse_exposition(&out, crate::scrape::Format::Text);
+        assert!(parsed.is_ok(), "{out}: {:?}", parsed.err());
     }
 }

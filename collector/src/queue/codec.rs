@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use fleetwatch_model::{Label, Labels, Sample};
 
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::intern::LabelIntern;
 use super::QueuedSample;
 
 /// Bytes of the frame header (length and checksum).
@@ -44,16 +47,29 @@ pub enum DecodeError {
 
 /// Encodes `samples` as one framed record (header included).
 pub fn encode_record(samples: &[QueuedSample]) -> Vec<u8> {
+    encode_record_interned(samples, None)
+}
+
+/// [`encode_record`], remembering each sample's labels in `intern` so
+/// that [`decode_payload_interned`] can hand the same sets back.
+pub fn encode_record_interned(
+    samples: &[QueuedSample],
+    mut intern: Option<&mut LabelIntern>,
+) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_LEN];
     let count = u32::try_from(samples.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&count.to_le_bytes());
     for s in samples.iter().take(count as usize) {
         let labels = s.labels.as_slice();
         let n = u16::try_from(labels.len()).unwrap_or(u16::MAX);
+        let start = out.len();
         out.extend_from_slice(&n.to_le_bytes());
         for l in labels.iter().take(n as usize) {
             put_text16(&mut out, &l.name);
             put_text32(&mut out, &l.value);
+        }
+        if let Some(intern) = intern.as_deref_mut() {
+            intern.remember(xxh3_64(&out[start..]), &s.labels);
         }
         out.extend_from_slice(&s.sample.timestamp_ms.to_le_bytes());
         out.extend_from_slice(&s.sample.value.to_bits().to_le_bytes());
@@ -98,6 +114,15 @@ pub fn payload_count(payload: &[u8]) -> u64 {
 
 /// Decodes a payload (checksum already verified).
 pub fn decode_payload(payload: &[u8]) -> Result<Vec<QueuedSample>, DecodeError> {
+    decode_payload_interned(payload, None)
+}
+
+/// [`decode_payload`], reusing the live label sets `intern` remembers for
+/// samples whose encoded labels match them byte for byte.
+pub fn decode_payload_interned(
+    payload: &[u8],
+    intern: Option<&LabelIntern>,
+) -> Result<Vec<QueuedSample>, DecodeError> {
     let mut r = Reader {
         buf: payload,
         at: 0,
@@ -105,6 +130,15 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<QueuedSample>, DecodeError> 
     let count = r.u32()? as usize;
     let mut out = Vec::with_capacity(count.min(payload.len() / 18 + 1));
     for _ in 0..count {
+        if let Some(labels) = intern.and_then(|i| r.interned(i)) {
+            let ts = i64::from_le_bytes(r.array()?);
+            let bits = u64::from_le_bytes(r.array()?);
+            out.push(QueuedSample {
+                labels,
+                sample: Sample::new(ts, f64::from_bits(bits)),
+            });
+            continue;
+        }
         let n = r.u16()? as usize;
         let mut labels = Vec::with_capacity(n);
         for _ in 0..n {
@@ -132,12 +166,71 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<QueuedSample>, DecodeError> 
     Ok(out)
 }
 
+/// Whether `labels` encode to exactly `bytes` (count, then each name and
+/// value with its length).
+fn encoded_equal(labels: &Labels, bytes: &[u8]) -> bool {
+    let mut at = 2;
+    if bytes.len() < 2 || usize::from(u16::from_le_bytes([bytes[0], bytes[1]])) != labels.len() {
+        return false;
+    }
+    for l in labels.iter() {
+        let (name, value) = (l.name.as_bytes(), l.value.as_bytes());
+        let Some(chunk) = bytes.get(at..at + 2 + name.len() + 4 + value.len()) else {
+            return false;
+        };
+        let name_len = usize::from(u16::from_le_bytes([chunk[0], chunk[1]]));
+        let v = 2 + name.len();
+        let value_len = u32::from_le_bytes([chunk[v], chunk[v + 1], chunk[v + 2], chunk[v + 3]]);
+        if name_len != name.len()
+            || &chunk[2..v] != name
+            || value_len as usize != value.len()
+            || &chunk[v + 4..] != value
+        {
+            return false;
+        }
+        at += chunk.len();
+    }
+    at == bytes.len()
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    /// At the start of a sample's labels: the live set `intern` holds for
+    /// them if it matches byte for byte, moving past the labels; else
+    /// `None`, staying put.
+    fn interned(&mut self, intern: &LabelIntern) -> Option<Arc<Labels>> {
+        let start = self.at;
+        let end = self.labels_end()?;
+        let bytes = &self.buf[start..end];
+        let labels = intern.get(xxh3_64(bytes))?;
+        if !encoded_equal(&labels, bytes) {
+            return None;
+        }
+        self.at = end;
+        Some(labels)
+    }
+
+    /// The end of the labels starting at the current position, without
+    /// moving; `None` when they run past the payload.
+    fn labels_end(&self) -> Option<usize> {
+        let mut probe = Reader {
+            buf: self.buf,
+            at: self.at,
+        };
+        let n = probe.u16().ok()? as usize;
+        for _ in 0..n {
+            let name_len = probe.u16().ok()? as usize;
+            probe.take(name_len).ok()?;
+            let value_len = probe.u32().ok()? as usize;
+            probe.take(value_len).ok()?;
+        }
+        Some(probe.at)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .at

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::metrics::EndpointMetrics;
 
 use super::codec::{self, HEADER_LEN, MAX_PAYLOAD};
+use super::intern::LabelIntern;
 use super::{Position, QueueError, QueuedSample, Record};
 
 /// Suffix of segment files.
@@ -99,6 +100,8 @@ pub struct DiskQueue {
     metrics: Arc<EndpointMetrics>,
     /// Signalled after every append (the reader waits on it).
     appended: tokio::sync::Notify,
+    /// Label sets written, so reading shares them instead of rebuilding.
+    intern: Mutex<LabelIntern>,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> QueueError + 'a {
@@ -217,6 +220,7 @@ impl DiskQueue {
             }),
             metrics,
             appended: tokio::sync::Notify::new(),
+            intern: Mutex::new(LabelIntern::new()),
         })
     }
 
@@ -241,7 +245,10 @@ impl DiskQueue {
         if samples.is_empty() {
             return Ok(());
         }
-        let frame = codec::encode_record(samples);
+        let frame = {
+            let mut intern = self.intern.lock().unwrap_or_else(PoisonError::into_inner);
+            codec::encode_record_interned(samples, Some(&mut intern))
+        };
         let len = frame.len() as u64;
         let n = samples.len() as u64;
         let mut st = self.lock();
@@ -360,7 +367,11 @@ impl DiskQueue {
                 continue;
             }
             let path = self.dir.join(segment_name(index));
-            match read_record(&mut st.reader, &path, index, meta.bytes) {
+            let read = {
+                let intern = self.intern.lock().unwrap_or_else(PoisonError::into_inner);
+                read_record(&mut st.reader, &path, index, meta.bytes, &intern)
+            };
+            match read {
                 Ok(samples) => {
                     let n = samples.len() as u64;
                     st.reader.samples_read += n;
@@ -509,6 +520,7 @@ fn read_record(
     path: &Path,
     index: u64,
     limit: u64,
+    intern: &LabelIntern,
 ) -> Result<Vec<QueuedSample>, ReadError> {
     if pos.file.as_ref().is_none_or(|(i, _)| *i != index) {
         let mut f = File::open(path).map_err(ReadError::Io)?;
@@ -540,7 +552,7 @@ fn read_record(
         pos.file = None;
         return Err(ReadError::Corrupt("checksum mismatch".to_string()));
     }
-    let samples = codec::decode_payload(&payload).map_err(|e| {
+    let samples = codec::decode_payload_interned(&payload, Some(intern)).map_err(|e| {
         pos.file = None;
         ReadError::Corrupt(e.to_string())
     })?;

@@ -1,49 +1,396 @@
-//! Turning a scrape body (text exposition format 0.0.4) into one sample per
-//! series, with `prometheus-parse`.
+//! A hand-written parser for scrape bodies: the Prometheus text format
+//! 0.0.4 and OpenMetrics 1.0 text.
 //!
-//! What `prometheus-parse` 0.2 does, and how this module copes:
-//! - Metric names are matched with `\w+`, so names with `:` (recording
-//!   rules, common on `/federate`) would be dropped. Names are rewritten with
-//!   a stand-in letter for `:` before parsing and restored after.
-//! - Label blocks are split naively on `,` and `=`, escapes are not
-//!   unescaped and values with `}` break the line. Each sample line is
-//!   therefore tokenised here first (quotes and escapes as Prometheus reads
-//!   them) and re-emitted with the awkward characters of values replaced by
-//!   private-use stand-ins, which are restored after parsing.
-//! - A histogram (`# TYPE x histogram`) comes back as one sample named `x`
-//!   holding its `le` buckets; `x_sum` and `x_count` come back untyped. A
-//!   summary comes back as one sample holding its quantiles; `_sum` and
-//!   `_count` untyped. Both are expanded back to the series Prometheus
-//!   stores: `x_bucket{le=...}` and `x{quantile=...}`, with `le` and
-//!   `quantile` formatted as Prometheus 3 normalises them (`1` -> `1.0`).
-//! - Lines it cannot parse are skipped silently; this module counts them.
-//! - A sample without a timestamp gets the `sample_time` handed to
-//!   `Scrape::parse_at`; a sentinel time is passed so that exposed timestamps
-//!   can be told apart from absent ones.
+//! It replaced `prometheus-parse` (and the regex it runs per line) because
+//! a profile of the collector showed parsing and the per-line `String`s it
+//! allocated among the top costs of a scrape. The parser walks the body in
+//! place: [`Parser`] yields one [`Entry`] per sample line with the series'
+//! raw text (metric name and label block, a slice of the body), its value
+//! and timestamp, without allocating. The labels of a series are only
+//! parsed ([`parse_series`]) when the scrape cache has not seen its raw
+//! text before.
+//!
+//! Any malformed line is an error for the whole body, as in Prometheus: a
+//! scrape is taken whole or not at all.
 
-use chrono::{DateTime, Utc};
-use prometheus_parse::{Scrape, Value};
+use std::fmt;
 
-/// Stands in for `:` in metric names (U+02D0, a letter, so `\w` matches it;
-/// never valid in a metric name, so it cannot collide).
-const COLON_STANDIN: char = '\u{02D0}';
+use thiserror::Error;
 
-/// Characters of label values that `prometheus-parse` mishandles, with
-/// their private-use stand-ins.
-const VALUE_STANDINS: [(char, char); 5] = [
-    (',', '\u{E000}'),
-    ('=', '\u{E001}'),
-    ('}', '\u{E002}'),
-    ('"', '\u{E003}'),
-    ('\\', '\u{E004}'),
-];
+/// The formats a target may answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (`text/plain`).
+    Text,
+    /// OpenMetrics 1.0 text (`application/openmetrics-text`).
+    OpenMetrics,
+}
 
-/// One series' sample as exposed by the target.
+impl Format {
+    /// The format of a response with this `Content-Type` (none, or anything
+    /// other than OpenMetrics, is read as the text format, as Prometheus
+    /// does).
+    pub fn from_content_type(content_type: Option<&str>) -> Self {
+        match content_type {
+            Some(ct)
+                if ct.split(';').next().is_some_and(|m| {
+                    m.trim()
+                        .eq_ignore_ascii_case("application/openmetrics-text")
+                }) =>
+            {
+                Self::OpenMetrics
+            }
+            _ => Self::Text,
+        }
+    }
+}
+
+/// The type a `# TYPE` line gives a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// No `# TYPE` line, `untyped` or `unknown`.
+    Unknown,
+    /// `counter`.
+    Counter,
+    /// `gauge`.
+    Gauge,
+    /// `histogram`.
+    Histogram,
+    /// `gaugehistogram` (OpenMetrics).
+    GaugeHistogram,
+    /// `summary`.
+    Summary,
+    /// `info` (OpenMetrics).
+    Info,
+    /// `stateset` (OpenMetrics).
+    StateSet,
+}
+
+impl MetricKind {
+    fn parse(s: &str, format: Format) -> Option<Self> {
+        Some(match (s, format) {
+            ("counter", _) => Self::Counter,
+            ("gauge", _) => Self::Gauge,
+            ("histogram", _) => Self::Histogram,
+            ("summary", _) => Self::Summary,
+            ("untyped", Format::Text) | ("unknown", Format::OpenMetrics) => Self::Unknown,
+            ("gaugehistogram", Format::OpenMetrics) => Self::GaugeHistogram,
+            ("info", Format::OpenMetrics) => Self::Info,
+            ("stateset", Format::OpenMetrics) => Self::StateSet,
+            _ => return None,
+        })
+    }
+
+    /// Whether OpenMetrics gives this kind `_created` series.
+    fn has_created(self) -> bool {
+        matches!(
+            self,
+            Self::Counter | Self::Histogram | Self::GaugeHistogram | Self::Summary
+        )
+    }
+}
+
+/// A malformed scrape body: the line (1-based) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("line {line}: {reason}")]
+pub struct ParseError {
+    /// The line number, from 1 (0 for the body as a whole).
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// One sample line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Entry<'a> {
+    /// The series as written: metric name and label block, if any.
+    pub series: &'a str,
+    /// The type of the family the line belongs to (the last `# TYPE`).
+    pub kind: MetricKind,
+    /// The value.
+    pub value: f64,
+    /// The exposed timestamp in milliseconds, if any.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The sample lines of a body, in order; stops at the first error.
+#[derive(Debug)]
+pub struct Parser<'a> {
+    rest: &'a str,
+    line: usize,
+    format: Format,
+    family: &'a str,
+    kind: MetricKind,
+    eof: bool,
+    failed: bool,
+}
+
+impl<'a> Parser<'a> {
+    /// A parser of `body` in `format`.
+    pub fn new(body: &'a str, format: Format) -> Self {
+        Self {
+            rest: body,
+            line: 0,
+            format,
+            family: "",
+            kind: MetricKind::Unknown,
+            eof: false,
+            failed: false,
+        }
+    }
+
+    /// The number of the line read last (from 1).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    fn err(&mut self, reason: impl fmt::Display) -> Option<Result<Entry<'a>, ParseError>> {
+        self.failed = true;
+        Some(Err(ParseError {
+            line: self.line,
+            reason: reason.to_string(),
+        }))
+    }
+
+    /// Reads a `#` line: `HELP`, `TYPE`, `UNIT` or `EOF`. `Err` with the
+    /// reason when it is malformed.
+    fn comment(&mut self, line: &'a str) -> Result<(), String> {
+        let om = self.format == Format::OpenMetrics;
+        let body = &line[1..];
+        let rest = if om {
+            match body.strip_prefix(' ') {
+                Some(r) => r,
+                None => return Err("invalid comment (OpenMetrics needs `# ` and a keyword)".into()),
+            }
+        } else {
+            body.trim_start_matches([' ', '\t'])
+        };
+        let (keyword, args) = split_token(rest);
+        match keyword {
+            "EOF" if om => {
+                if !args.is_empty() {
+                    return Err("unexpected text after # EOF".into());
+                }
+                self.eof = true;
+                Ok(())
+            }
+            "TYPE" => {
+                let (name, kind) = split_token(args);
+                let kind = kind.trim_end_matches([' ', '\t']);
+                check_metric_name(name)?;
+                match MetricKind::parse(kind, self.format) {
+                    Some(k) => {
+                        self.family = name;
+                        self.kind = k;
+                        Ok(())
+                    }
+                    None => Err(format!("invalid metric type {kind:?}")),
+                }
+            }
+            "HELP" | "UNIT" if keyword == "HELP" || om => {
+                let (name, _) = split_token(args);
+                check_metric_name(name)
+            }
+            _ if om => Err(format!("invalid comment keyword {keyword:?}")),
+            // The text format ignores any other comment.
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads one sample line; `Ok(None)` for a line to leave out (an
+    /// OpenMetrics `_created` series).
+    fn sample(&self, line: &'a str) -> Result<Option<Entry<'a>>, String> {
+        let bytes = line.as_bytes();
+        let (name, name_end) = metric_name(line)?;
+        let mut pos = name_end;
+        if self.format == Format::Text {
+            pos = skip_blank(bytes, pos);
+        }
+        if bytes.get(pos) == Some(&b'{') {
+            pos = label_block_end(bytes, pos).ok_or("unterminated label set")?;
+        } else {
+            pos = name_end;
+        }
+        let series = &line[..pos];
+        let rest = &line[pos..];
+        let rest = match rest.strip_prefix([' ', '\t']) {
+            Some(r) => r,
+            None if rest.is_empty() => return Err("no value".into()),
+            None => return Err(format!("unexpected character {:?}", first_char(rest))),
+        };
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let (value_s, rest) = split_token(rest);
+        let value = parse_value(value_s).ok_or_else(|| format!("invalid value {value_s:?}"))?;
+        let (timestamp_ms, rest) = match self.format {
+            Format::Text => {
+                let (ts, rest) = split_token(rest);
+                let ts = if ts.is_empty() {
+                    None
+                } else {
+                    Some(
+                        ts.parse::<i64>()
+                            .map_err(|_| format!("invalid timestamp {ts:?}"))?,
+                    )
+                };
+                (ts, rest)
+            }
+            Format::OpenMetrics => {
+                if rest.starts_with('#') {
+                    (None, "")
+                } else {
+                    let (ts, rest) = split_token(rest);
+                    let ts = if ts.is_empty() {
+                        None
+                    } else {
+                        Some(parse_om_timestamp(ts)?)
+                    };
+                    // An exemplar (` # {...} value [ts]`) is ignored.
+                    let rest = if rest.starts_with('#') { "" } else { rest };
+                    (ts, rest)
+                }
+            }
+        };
+        if !rest.trim_end_matches([' ', '\t']).is_empty() {
+            return Err(format!("unexpected text {:?} after the value", rest));
+        }
+        if self.format == Format::OpenMetrics
+            && self.kind.has_created()
+            && name.strip_suffix("_created") == Some(self.family)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Entry {
+            series,
+            kind: self.kind,
+            value,
+            timestamp_ms,
+        }))
+    }
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Entry<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.failed {
+            if self.rest.is_empty() {
+                if self.format == Format::OpenMetrics && !self.eof {
+                    self.line = 0;
+                    return self.err("OpenMetrics body without # EOF");
+                }
+                return None;
+            }
+            let (raw, rest) = match self.rest.find('\n') {
+                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
+                None => (self.rest, ""),
+            };
+            self.rest = rest;
+            self.line += 1;
+            if self.eof {
+                return self.err("data after # EOF");
+            }
+            let line = match self.format {
+                Format::Text => raw.trim_matches([' ', '\t', '\r']),
+                Format::OpenMetrics => raw,
+            };
+            if line.is_empty() {
+                if self.format == Format::OpenMetrics {
+                    return self.err("empty line");
+                }
+                continue;
+            }
+            if line.starts_with('#') {
+                if let Err(reason) = self.comment(line) {
+                    return self.err(reason);
+                }
+                continue;
+            }
+            match self.sample(line) {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => continue,
+                Err(reason) => return self.err(reason),
+            }
+        }
+        None
+    }
+}
+
+/// A series' metric name and its labels (name, unescaped value), sorted.
+pub type SeriesLabels<'a> = (&'a str, Vec<(String, String)>);
+
+/// The metric name and labels of a series' raw text (from
+/// [`Entry::series`]): label values unescaped, names checked, duplicates
+/// refused. `le` of histogram buckets and `quantile` of summaries are
+/// normalised as Prometheus 3 does (`1` -> `1.0`).
+pub fn parse_series(series: &str, kind: MetricKind) -> Result<SeriesLabels<'_>, String> {
+    let bytes = series.as_bytes();
+    let (name, name_end) = metric_name(series)?;
+    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut pos = skip_blank(bytes, name_end);
+    if pos >= bytes.len() {
+        return Ok((name, labels));
+    }
+    if bytes[pos] != b'{' {
+        return Err(format!(
+            "unexpected character {:?}",
+            first_char(&series[pos..])
+        ));
+    }
+    pos += 1;
+    loop {
+        pos = skip_blank(bytes, pos);
+        match bytes.get(pos) {
+            Some(b'}') => break,
+            None => return Err("unterminated label set".into()),
+            _ => {}
+        }
+        let lname_end = bytes[pos..]
+            .iter()
+            .position(|&b| !is_label_name_byte(b))
+            .map_or(bytes.len(), |i| pos + i);
+        let lname = &series[pos..lname_end];
+        if lname.is_empty() || lname.as_bytes()[0].is_ascii_digit() {
+            return Err(format!(
+                "invalid label name at {:?}",
+                first_char(&series[pos..])
+            ));
+        }
+        pos = skip_blank(bytes, lname_end);
+        if bytes.get(pos) != Some(&b'=') {
+            return Err(format!("expected `=` after label name {lname:?}"));
+        }
+        pos = skip_blank(bytes, pos + 1);
+        if bytes.get(pos) != Some(&b'"') {
+            return Err(format!("expected a quoted value for label {lname:?}"));
+        }
+        let (value, after) = unquote(series, pos + 1)
+            .ok_or_else(|| format!("unterminated value of label {lname:?}"))?;
+        if labels.iter().any(|(n, _)| n == lname) {
+            return Err(format!("label name {lname:?} is not unique"));
+        }
+        let value = normalize_value(kind, name, lname, value);
+        labels.push((lname.to_string(), value));
+        pos = skip_blank(bytes, after);
+        match bytes.get(pos) {
+            Some(b',') => pos += 1,
+            Some(b'}') => break,
+            _ => return Err("expected `,` or `}` in the label set".into()),
+        }
+    }
+    if pos + 1 != bytes.len() {
+        return Err("unexpected text after the label set".into());
+    }
+    labels.sort();
+    Ok((name, labels))
+}
+
+/// One fully parsed sample (for tests and tools; the scraper uses
+/// [`Parser`] and [`parse_series`] through its cache).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedSample {
     /// The metric name.
     pub name: String,
-    /// The exposed labels (without the metric name), non-empty values only.
+    /// The exposed labels, sorted, with empty values.
     pub labels: Vec<(String, String)>,
     /// The value.
     pub value: f64,
@@ -51,313 +398,169 @@ pub struct ParsedSample {
     pub timestamp_ms: Option<i64>,
 }
 
-/// The result of parsing one scrape body.
+/// A whole parsed body.
 #[derive(Debug, Clone, Default)]
 pub struct Parsed {
-    /// One entry per exposed series.
+    /// One entry per sample line.
     pub samples: Vec<ParsedSample>,
-    /// Sample lines that could not be parsed and were skipped.
-    pub skipped_lines: usize,
 }
 
-/// Parses a text-format scrape body.
-pub fn parse_exposition(body: &str) -> Parsed {
-    let mut skipped = 0usize;
-    let mut fed = 0usize;
-    let mut lines: Vec<String> = Vec::new();
-    for raw in body.lines() {
-        let line = raw.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with('#') {
-            if let Some(l) = normalize_comment(line) {
-                lines.push(l);
-            }
-            continue;
-        }
-        match normalize_sample_line(line) {
-            Some(l) => {
-                fed += 1;
-                lines.push(l);
-            }
-            None => skipped += 1,
-        }
+/// Parses a whole body in `format`.
+pub fn parse_exposition(body: &str, format: Format) -> Result<Parsed, ParseError> {
+    let mut parser = Parser::new(body, format);
+    let mut samples = Vec::new();
+    while let Some(e) = parser.next() {
+        let e = e?;
+        let (name, labels) = parse_series(e.series, e.kind).map_err(|reason| ParseError {
+            line: parser.line,
+            reason,
+        })?;
+        samples.push(ParsedSample {
+            name: name.to_string(),
+            labels: labels.into_iter().filter(|(_, v)| !v.is_empty()).collect(),
+            value: e.value,
+            timestamp_ms: e.timestamp_ms,
+        });
     }
-    let sentinel = DateTime::<Utc>::MIN_UTC;
-    let sentinel_ms = sentinel.timestamp_millis();
-    let scrape = match Scrape::parse_at(lines.into_iter().map(Ok), sentinel) {
-        Ok(s) => s,
-        // Only an I/O error from the line iterator can fail, and ours has none.
-        Err(_) => {
-            return Parsed {
-                samples: Vec::new(),
-                skipped_lines: skipped + fed,
-            }
+    Ok(Parsed { samples })
+}
+
+fn normalize_value(kind: MetricKind, name: &str, label: &str, value: String) -> String {
+    let applies = match label {
+        "le" => {
+            matches!(kind, MetricKind::Histogram | MetricKind::GaugeHistogram)
+                && name.ends_with("_bucket")
         }
+        "quantile" => kind == MetricKind::Summary,
+        _ => false,
     };
-    let mut out = Vec::with_capacity(scrape.samples.len());
-    let mut consumed = 0usize;
-    for s in scrape.samples {
-        let name = s.metric.replace(COLON_STANDIN, ":");
-        let ts = s.timestamp.timestamp_millis();
-        let timestamp_ms = (ts != sentinel_ms).then_some(ts);
-        let mut labels: Vec<(String, String)> = s
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), decode_value(v)))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        labels.sort();
-        match s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => {
-                consumed += 1;
-                out.push(ParsedSample {
-                    name,
-                    labels,
-                    value: v,
-                    timestamp_ms,
-                });
+    match applies.then(|| parse_value(&value)).flatten() {
+        Some(f) => format_openmetrics_float(f),
+        None => value,
+    }
+}
+
+/// Reads a quoted label value starting after its opening quote at `start`:
+/// the unescaped value (`\\`, `\"`, `\n`; other escapes stay as written)
+/// and the position after the closing quote.
+fn unquote(s: &str, start: usize) -> Option<(String, usize)> {
+    let bytes = s.as_bytes();
+    let mut out = String::new();
+    let mut run = start;
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                out.push_str(&s[run..i]);
+                return Some((out, i + 1));
             }
-            Value::Histogram(buckets) => {
-                consumed += buckets.len();
-                let bucket_name = format!("{name}_bucket");
-                for b in buckets {
-                    let mut l = labels.clone();
-                    l.push(("le".to_string(), format_openmetrics_float(b.less_than)));
-                    out.push(ParsedSample {
-                        name: bucket_name.clone(),
-                        labels: l,
-                        value: b.count,
-                        timestamp_ms,
-                    });
+            b'\\' => {
+                out.push_str(&s[run..i]);
+                match bytes.get(i + 1)? {
+                    b'n' => out.push('\n'),
+                    b'\\' => out.push('\\'),
+                    b'"' => out.push('"'),
+                    _ => out.push('\\'),
                 }
+                // The escaped byte is consumed unless it was kept as written.
+                i += if matches!(bytes[i + 1], b'n' | b'\\' | b'"') {
+                    2
+                } else {
+                    1
+                };
+                run = i;
             }
-            Value::Summary(quantiles) => {
-                consumed += quantiles.len();
-                for q in quantiles {
-                    let mut l = labels.clone();
-                    l.push(("quantile".to_string(), format_openmetrics_float(q.quantile)));
-                    out.push(ParsedSample {
-                        name: name.clone(),
-                        labels: l,
-                        value: q.count,
-                        timestamp_ms,
-                    });
-                }
-            }
+            _ => i += 1,
         }
     }
-    // prometheus-parse drops e.g. histogram lines without `le` silently.
-    skipped += fed.saturating_sub(consumed);
-    Parsed {
-        samples: out,
-        skipped_lines: skipped,
+    None
+}
+
+/// The position after the `}` closing the label block that opens at
+/// `open`, skipping quoted values; `None` when it is not closed.
+fn label_block_end(bytes: &[u8], open: usize) -> Option<usize> {
+    let mut in_quotes = false;
+    let mut i = open + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_quotes => i += 1,
+            b'"' => in_quotes = !in_quotes,
+            b'}' if !in_quotes => return Some(i + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn skip_blank(bytes: &[u8], mut pos: usize) -> usize {
+    while matches!(bytes.get(pos), Some(b' ' | b'\t')) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The first token of `s` (up to a space or tab) and the rest after the
+/// blanks that follow it.
+fn split_token(s: &str) -> (&str, &str) {
+    match s.find([' ', '\t']) {
+        Some(i) => (&s[..i], s[i..].trim_start_matches([' ', '\t'])),
+        None => (s, ""),
     }
 }
 
-/// Rewrites `# HELP name ...` and `# TYPE name kind` with the colon
-/// stand-in; drops other comments.
-fn normalize_comment(line: &str) -> Option<String> {
-    let rest = line.strip_prefix('#')?.trim_start();
-    let (keyword, rest) = rest.split_once(char::is_whitespace)?;
-    if keyword != "HELP" && keyword != "TYPE" {
+fn first_char(s: &str) -> char {
+    s.chars().next().unwrap_or(' ')
+}
+
+/// The metric name a series or sample line starts with, checked, and
+/// where it ends.
+fn metric_name(s: &str) -> Result<(&str, usize), String> {
+    let end = s
+        .bytes()
+        .position(|b| !is_metric_name_byte(b))
+        .unwrap_or(s.len());
+    check_metric_name(&s[..end])?;
+    Ok((&s[..end], end))
+}
+
+fn check_metric_name(name: &str) -> Result<(), String> {
+    match name.as_bytes().first() {
+        None => Err("missing metric name".into()),
+        Some(b) if b.is_ascii_digit() => Err(format!("invalid metric name {name:?}")),
+        Some(_) if name.bytes().all(is_metric_name_byte) => Ok(()),
+        Some(_) => Err(format!("invalid metric name {name:?}")),
+    }
+}
+
+fn is_metric_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+fn is_label_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Parses a value as Go's `strconv.ParseFloat` does for exposition values:
+/// numbers, `NaN`, `Inf`, `+Inf`, `-Inf` (any case).
+fn parse_value(s: &str) -> Option<f64> {
+    if s.is_empty() || s.len() > 64 {
         return None;
     }
-    let rest = rest.trim_start();
-    let (name, tail) = match rest.split_once(char::is_whitespace) {
-        Some((n, t)) => (n, t.trim_start()),
-        None => (rest, ""),
-    };
-    Some(format!(
-        "# {keyword} {} {tail}",
-        name.replace(':', &COLON_STANDIN.to_string())
-    ))
+    s.parse::<f64>().ok()
 }
 
-/// Tokenises one sample line as Prometheus reads it and re-emits it in a
-/// form `prometheus-parse` handles. `None` when the line is malformed.
-fn normalize_sample_line(line: &str) -> Option<String> {
-    let mut c = Cursor { s: line, pos: 0 };
-    let name = c.take_while(is_metric_name_char);
-    if name.is_empty() {
-        return None;
+/// An OpenMetrics timestamp (seconds, with an optional fraction) in
+/// milliseconds.
+fn parse_om_timestamp(s: &str) -> Result<i64, String> {
+    let secs = parse_value(s)
+        .filter(|f| f.is_finite())
+        .ok_or_else(|| format!("invalid timestamp {s:?}"))?;
+    let ms = (secs * 1000.0).round();
+    if ms.abs() >= 9.2e18 {
+        return Err(format!("timestamp {s:?} out of range"));
     }
-    let mut separated = c.skip_ws();
-    let mut labels: Vec<(&str, String)> = Vec::new();
-    if c.peek() == Some('{') {
-        c.bump();
-        loop {
-            c.skip_ws();
-            if c.peek() == Some('}') {
-                c.bump();
-                break;
-            }
-            let lname = c.take_while(is_label_name_char);
-            if lname.is_empty() {
-                return None;
-            }
-            c.skip_ws();
-            if c.bump()? != '=' {
-                return None;
-            }
-            c.skip_ws();
-            if c.bump()? != '"' {
-                return None;
-            }
-            let value = c.quoted_value()?;
-            if labels.iter().any(|(n, _)| *n == lname) {
-                return None;
-            }
-            labels.push((lname, value));
-            c.skip_ws();
-            match c.bump()? {
-                ',' => continue,
-                '}' => break,
-                _ => return None,
-            }
-        }
-        separated = c.skip_ws();
-    }
-    if !separated {
-        return None;
-    }
-    let value = c.take_while(|ch, _| !ch.is_whitespace());
-    parse_go_float(value)?;
-    c.skip_ws();
-    let ts = c.take_while(|ch, _| !ch.is_whitespace());
-    if !ts.is_empty() && ts.parse::<i64>().is_err() {
-        return None;
-    }
-    c.skip_ws();
-    if !c.rest().is_empty() {
-        return None;
-    }
-
-    let mut out = String::with_capacity(line.len() + 8);
-    out.extend(
-        name.chars()
-            .map(|ch| if ch == ':' { COLON_STANDIN } else { ch }),
-    );
-    let mut first = true;
-    for (n, v) in &labels {
-        if v.is_empty() {
-            continue;
-        }
-        out.push(if first { '{' } else { ',' });
-        first = false;
-        out.push_str(n);
-        out.push_str("=\"");
-        out.push_str(&encode_value(v));
-        out.push('"');
-    }
-    if !first {
-        out.push('}');
-    }
-    out.push(' ');
-    out.push_str(value);
-    if !ts.is_empty() {
-        out.push(' ');
-        out.push_str(ts);
-    }
-    Some(out)
-}
-
-struct Cursor<'a> {
-    s: &'a str,
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn rest(&self) -> &'a str {
-        &self.s[self.pos..]
-    }
-    fn peek(&self) -> Option<char> {
-        self.rest().chars().next()
-    }
-    fn bump(&mut self) -> Option<char> {
-        let ch = self.peek()?;
-        self.pos += ch.len_utf8();
-        Some(ch)
-    }
-    /// Skips whitespace; true when any was skipped.
-    fn skip_ws(&mut self) -> bool {
-        let start = self.pos;
-        while self.peek().is_some_and(char::is_whitespace) {
-            self.bump();
-        }
-        self.pos > start
-    }
-    fn take_while(&mut self, f: impl Fn(char, bool) -> bool) -> &'a str {
-        let start = self.pos;
-        while let Some(ch) = self.peek() {
-            if !f(ch, self.pos == start) {
-                break;
-            }
-            self.pos += ch.len_utf8();
-        }
-        &self.s[start..self.pos]
-    }
-    /// Reads a label value after its opening quote, up to and including the
-    /// closing quote, unescaping `\\`, `\"` and `\n` as Prometheus does.
-    fn quoted_value(&mut self) -> Option<String> {
-        let mut v = String::new();
-        loop {
-            match self.bump()? {
-                '"' => return Some(v),
-                '\\' => match self.bump()? {
-                    'n' => v.push('\n'),
-                    '\\' => v.push('\\'),
-                    '"' => v.push('"'),
-                    other => {
-                        v.push('\\');
-                        v.push(other);
-                    }
-                },
-                ch => v.push(ch),
-            }
-        }
-    }
-}
-
-fn is_metric_name_char(ch: char, first: bool) -> bool {
-    ch.is_ascii_alphabetic() || ch == '_' || ch == ':' || (!first && ch.is_ascii_digit())
-}
-
-fn is_label_name_char(ch: char, first: bool) -> bool {
-    ch.is_ascii_alphabetic() || ch == '_' || (!first && ch.is_ascii_digit())
-}
-
-fn encode_value(v: &str) -> String {
-    v.chars()
-        .map(|ch| {
-            VALUE_STANDINS
-                .iter()
-                .find(|(real, _)| *real == ch)
-                .map_or(ch, |(_, standin)| *standin)
-        })
-        .collect()
-}
-
-fn decode_value(v: &str) -> String {
-    v.chars()
-        .map(|ch| {
-            VALUE_STANDINS
-                .iter()
-                .find(|(_, standin)| *standin == ch)
-                .map_or(ch, |(real, _)| *real)
-        })
-        .collect()
-}
-
-/// Parses a value as Go's `strconv.ParseFloat` (and `prometheus-parse`) do:
-/// numbers, `NaN`, `Inf`, `+Inf`, `-Inf`.
-fn parse_go_float(s: &str) -> Option<f64> {
-    let lower = s.to_ascii_lowercase();
-    if lower == "nan" {
-        return Some(f64::NAN);
-    }
-    lower.parse::<f64>().ok()
+    Ok(ms as i64)
 }
 
 /// Formats a float as Prometheus 3 writes `le` and `quantile` values

@@ -214,9 +214,14 @@ fn vanished_series_and_failed_scrapes_get_staleness_markers() {
 }
 
 #[test]
-fn invalid_and_duplicate_series_are_dropped_and_counted() {
+fn duplicate_series_are_dropped_and_counted() {
     let (mut s, metrics) = scraper(false, true);
-    let out = s.process(Ok("a 1\na 2\nbad-line\n".to_string()), T0, Duration::ZERO);
+    // `a{x=""}` is `a` too: an empty value is no label.
+    let out = s.process(
+        Ok("a 1\na 2\na{x=\"\"} 3\n".to_string()),
+        T0,
+        Duration::ZERO,
+    );
     let scraped: Vec<&QueuedSample> = out
         .iter()
         .filter(|q| q.labels.metric_name() == Some("a"))
@@ -227,4 +232,104 @@ fn invalid_and_duplicate_series_are_dropped_and_counted() {
         metrics.job("node").samples_invalid.load(Ordering::Relaxed),
         2
     );
+}
+
+#[test]
+fn a_malformed_line_fails_the_whole_scrape() {
+    let (mut s, metrics) = scraper(false, true);
+    s.process(Ok("a 1\n".to_string()), T0, Duration::ZERO);
+    let out = by_series(&s.process(
+        Ok("a 1\nb 2\nbad-line\n".to_string()),
+        T0 + 15_000,
+        Duration::ZERO,
+    ));
+    let base = r#"{cluster="app-1", instance="n1:9100", job="node", zone="a"}"#;
+    assert_eq!(out[&format!("up{base}")].value, 0.0);
+    assert!(is_stale_nan(out[&format!("a{base}")].value), "{out:?}");
+    assert!(
+        !out.contains_key(&format!("b{base}")),
+        "nothing of it is shipped"
+    );
+    assert_eq!(out.len(), 1 + 5);
+    let job = metrics.job("node");
+    assert_eq!(job.scrapes_failed.load(Ordering::Relaxed), 1);
+    assert_eq!(job.scrapes_parse_failed.load(Ordering::Relaxed), 1);
+    assert!(
+        s.status.last().error.contains("line 3"),
+        "{}",
+        s.status.last().error
+    );
+}
+
+#[test]
+fn the_cache_builds_labels_once_and_forgets_vanished_series() {
+    let (mut s, _) = scraper(false, true);
+    let body = "a{x=\"1\"} 1\nb 2\n";
+    let first = s.process(Ok(body.to_string()), T0, Duration::ZERO);
+    let second = s.process(Ok(body.to_string()), T0 + 15_000, Duration::ZERO);
+    assert!(
+        Arc::ptr_eq(&first[0].labels, &second[0].labels),
+        "a cached series reuses its labels"
+    );
+    assert_eq!(second[0].sample, Sample::new(T0 + 15_000, 1.0));
+    assert_eq!(s.cache().len(), 2);
+    let third = by_series(&s.process(Ok("b 3\n".to_string()), T0 + 30_000, Duration::ZERO));
+    let base = r#"cluster="app-1", instance="n1:9100", job="node", "#;
+    assert!(is_stale_nan(
+        third[&format!("a{{{base}x=\"1\", zone=\"a\"}}")].value
+    ));
+    assert_eq!(s.cache().len(), 1, "a is forgotten");
+    let back = by_series(&s.process(Ok(body.to_string()), T0 + 45_000, Duration::ZERO));
+    assert_eq!(back[&format!("a{{{base}x=\"1\", zone=\"a\"}}")].value, 1.0);
+    assert_eq!(
+        back[&format!("scrape_series_added{{{base}zone=\"a\"}}")].value,
+        1.0
+    );
+}
+
+#[test]
+fn a_reload_that_changes_metric_relabeling_relabels_cached_series() {
+    let yaml = |regex: &str| {
+        format!(
+            "scrape_configs:\n\
+             - job_name: node\n\
+             \x20 static_configs: [{{targets: ['n1:9100']}}]\n\
+             \x20 metric_relabel_configs:\n\
+             \x20   - {{source_labels: [__name__], regex: '{regex}', target_label: kind, replacement: hit}}\n"
+        )
+    };
+    let body = "a 1\nb 2\n";
+    let mut before = scraper_from(&yaml("a"));
+    let out = by_series(&before.process(Ok(body.to_string()), T0, Duration::ZERO));
+    assert!(out.contains_key(r#"a{cluster="app-1", instance="n1:9100", job="node", kind="hit"}"#));
+    // A reload with different rules starts a new scraper for the changed
+    // target (the supervisor compares targets), with a fresh cache.
+    let cfg = CollectorConfig::from_yaml_str(&yaml("b")).unwrap();
+    let changed = targets_from_config(&cfg).unwrap().remove(0);
+    assert_ne!(
+        &changed,
+        before.target(),
+        "the target differs, so its loop restarts"
+    );
+    let mut after = scraper_from(&yaml("b"));
+    let out = by_series(&after.process(Ok(body.to_string()), T0 + 15_000, Duration::ZERO));
+    assert!(
+        out.contains_key(r#"a{cluster="app-1", instance="n1:9100", job="node"}"#),
+        "{out:?}"
+    );
+    assert!(out.contains_key(r#"b{cluster="app-1", instance="n1:9100", job="node", kind="hit"}"#));
+}
+
+#[test]
+fn openmetrics_bodies_go_through_the_same_cache() {
+    let (mut s, _) = scraper(false, true);
+    let body = "# TYPE c counter\nc_total 3 1600000000.25\nc_created 1\n# EOF\n";
+    let out = by_series(&s.process_format(Ok((body, Format::OpenMetrics)), T0, Duration::ZERO));
+    let base = r#"{cluster="app-1", instance="n1:9100", job="node", zone="a"}"#;
+    assert_eq!(
+        out[&format!("c_total{base}")],
+        Sample::new(1_600_000_000_250, 3.0)
+    );
+    assert!(!out.keys().any(|k| k.starts_with("c_created")));
+    assert_eq!(out[&format!("scrape_samples_scraped{base}")].value, 1.0);
 }
