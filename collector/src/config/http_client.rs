@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{RemoteWriteConfig, ScrapeConfig};
+use super::{KubernetesSdConfig, LogsConfig, RemoteWriteConfig, ScrapeConfig};
 use crate::CollectorError;
 
 /// A secret from the config (a password, a token): never shown by `Debug`.
@@ -224,15 +224,23 @@ macro_rules! http_client_keys {
 
 http_client_keys!(ScrapeConfig);
 http_client_keys!(RemoteWriteConfig);
+http_client_keys!(KubernetesSdConfig);
+http_client_keys!(LogsConfig);
 
 /// Makes every relative credentials and TLS file name of `cfg` relative to
 /// `base`.
 pub(crate) fn resolve_paths(cfg: &mut super::CollectorConfig, base: &Path) {
     for sc in &mut cfg.scrape_configs {
         sc.resolve_http_paths(base);
+        for sd in &mut sc.kubernetes_sd_configs {
+            sd.resolve_http_paths(base);
+        }
     }
     for rw in &mut cfg.remote_write {
         rw.resolve_http_paths(base);
+    }
+    if let Some(logs) = &mut cfg.logs {
+        logs.resolve_http_paths(base);
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::http_client::{Authorization, BasicAuth, Secret, TlsConfig};
 use super::{ByteSize, PromDuration};
 use crate::CollectorError;
 
@@ -92,6 +93,36 @@ pub struct LogsConfig {
     /// Where the checkpoint and the queue live (default `<data dir>/logs`).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// `basic_auth` for the push (and the recovery query) to the hub.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// `authorization` for the push to the hub.
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    /// A bearer token for the push to the hub.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// A file holding the bearer token, re-read for every request.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings for an `https` hub.
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    /// Whether HTTP redirects are followed (default true).
+    #[serde(default = "super::default_true")]
+    pub follow_redirects: bool,
+    /// Accepted for compatibility; the collector speaks HTTP/1.1.
+    #[serde(default = "super::default_true")]
+    pub enable_http2: bool,
+    /// `proxy_url`: an `http://` or `https://` proxy for the push.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// `no_proxy`: hosts, domains and CIDRs not proxied.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+    /// `proxy_from_environment`: use `HTTP(S)_PROXY` / `NO_PROXY`.
+    #[serde(default)]
+    pub proxy_from_environment: bool,
 }
 
 fn default_paths() -> Vec<String> {
@@ -192,7 +223,7 @@ impl LogsConfig {
                 ),
             ));
         }
-        Ok(())
+        super::http_client::validate(&self.http_client_config(), "logs")
     }
 }
 
@@ -239,5 +270,7 @@ mod tests {
         assert!(err("poll_interval: 0s\n").contains("logs.poll_interval"));
         assert!(err("min_backoff: 2s\nmax_backoff: 1s\n").contains("logs.max_backoff"));
         assert!(err("max_line_bytes: 8\n").contains("logs.max_line_bytes"));
+        assert!(err("bearer_token: a\nbasic_auth: {username: u}\n").contains("logs.bearer_token"));
+        assert!(err("tls_config: {cert_file: c}\n").contains("logs.tls_config.cert_file"));
     }
 }
