@@ -171,6 +171,51 @@ impl Default for HttpClientConfig {
     }
 }
 
+/// Declares a config struct with its own fields followed by the HTTP client
+/// keys (`basic_auth`, `authorization`, `bearer_token(_file)`,
+/// `tls_config`, `follow_redirects`, `enable_http2`, the proxy keys), so
+/// every section that talks HTTP spells them the same way.
+macro_rules! with_http_client_keys {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($fields)*
+            /// `basic_auth`: HTTP basic authentication.
+            #[serde(default)]
+            pub basic_auth: Option<$crate::config::BasicAuth>,
+            /// `authorization`: an `Authorization: <type> <credentials>` header.
+            #[serde(default)]
+            pub authorization: Option<$crate::config::Authorization>,
+            /// `bearer_token` (legacy form of `authorization.credentials`).
+            #[serde(default)]
+            pub bearer_token: Option<$crate::config::Secret>,
+            /// `bearer_token_file`: a file holding the bearer token, re-read
+            /// for every request.
+            #[serde(default)]
+            pub bearer_token_file: Option<std::path::PathBuf>,
+            /// `tls_config`: TLS settings for an `https` server.
+            #[serde(default)]
+            pub tls_config: $crate::config::TlsConfig,
+            /// Whether HTTP redirects are followed (default true).
+            #[serde(default = "super::default_true")]
+            pub follow_redirects: bool,
+            /// Accepted for compatibility; the collector speaks HTTP/1.1.
+            #[serde(default = "super::default_true")]
+            pub enable_http2: bool,
+            /// `proxy_url`: an `http://` or `https://` proxy for every request.
+            #[serde(default)]
+            pub proxy_url: Option<String>,
+            /// `no_proxy`: hosts, domains and CIDRs not proxied.
+            #[serde(default)]
+            pub no_proxy: Option<String>,
+            /// `proxy_from_environment`: use `HTTP(S)_PROXY` / `NO_PROXY`.
+            #[serde(default)]
+            pub proxy_from_environment: bool,
+        }
+    };
+}
+pub(crate) use with_http_client_keys;
+
 /// Implements the accessors of the HTTP client keys for a config struct
 /// holding them as explicit fields.
 macro_rules! http_client_keys {

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::http_client::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig};
+use super::http_client::{with_http_client_keys, HttpClientConfig};
 use crate::CollectorError;
 
-/// One entry of `kubernetes_sd_configs`.
+with_http_client_keys! {
+/// One entry of `kubernetes_sd_configs`; the HTTP client keys apply to
+/// `api_server` only.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSdConfig {
@@ -30,36 +32,7 @@ pub struct KubernetesSdConfig {
     /// Label and field selectors passed to the API, per role.
     #[serde(default)]
     pub selectors: Vec<SelectorConfig>,
-    /// `basic_auth` for the API server (with `api_server` only).
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
-    /// `authorization` for the API server (with `api_server` only).
-    #[serde(default)]
-    pub authorization: Option<Authorization>,
-    /// A bearer token for the API server (with `api_server` only).
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    /// A file holding the bearer token, re-read for every request.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS settings for the API server.
-    #[serde(default)]
-    pub tls_config: TlsConfig,
-    /// Whether HTTP redirects are followed (default true).
-    #[serde(default = "super::default_true")]
-    pub follow_redirects: bool,
-    /// Accepted for compatibility; the collector speaks HTTP/1.1.
-    #[serde(default = "super::default_true")]
-    pub enable_http2: bool,
-    /// `proxy_url`: an `http://` or `https://` proxy for the API server.
-    #[serde(default)]
-    pub proxy_url: Option<String>,
-    /// `no_proxy`: hosts, domains and CIDRs not proxied.
-    #[serde(default)]
-    pub no_proxy: Option<String>,
-    /// `proxy_from_environment`: use `HTTP(S)_PROXY` / `NO_PROXY`.
-    #[serde(default)]
-    pub proxy_from_environment: bool,
+}
 }
 
 /// The Kubernetes object kind a discovery watches.
@@ -312,6 +285,11 @@ mod tests {
         );
         assert!(validate(&sd, "sd").is_ok());
         assert!(check("role: pod\nselectors: [{role: pod, label: 'a in (x,y),!b'}]").is_ok());
+        assert!(check(
+            "role: pod\napi_server: http://a\nbasic_auth: {username: u, password: p}\n\
+             proxy_url: 'http://proxy:3128'\nfollow_redirects: false\nenable_http2: false"
+        )
+        .is_ok());
     }
 
     #[test]
@@ -353,6 +331,18 @@ mod tests {
                 "not a valid namespace",
             ),
             ("role: pod\nfoo: 1", "unknown field `foo`"),
+            (
+                "role: pod\napi_server: http://a\nbasic_auth: {username: u}\nbearer_token: t",
+                "at most one of basic_auth, authorization and bearer_token",
+            ),
+            (
+                "role: pod\nbasic_auth: {username: u}",
+                "provide the 'api_server'",
+            ),
+            (
+                "role: pod\napi_server: http://a\ntls_config: {cert_file: /c}",
+                "needs both a certificate",
+            ),
         ];
         for (yaml, want) in cases {
             let err = check(yaml).expect_err(yaml);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::http_client::{Authorization, BasicAuth, Secret, TlsConfig};
+use super::http_client::with_http_client_keys;
 use super::{ByteSize, PromDuration};
 use crate::CollectorError;
 
@@ -29,7 +29,9 @@ pub enum LogFormat {
     Raw,
 }
 
-/// The `logs` section of the collector config.
+with_http_client_keys! {
+/// The `logs` section of the collector config; the HTTP client keys apply
+/// to the push to the hub (and the lookup after a restart).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
@@ -93,36 +95,7 @@ pub struct LogsConfig {
     /// Where the checkpoint and the queue live (default `<data dir>/logs`).
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// `basic_auth` for the push (and the recovery query) to the hub.
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
-    /// `authorization` for the push to the hub.
-    #[serde(default)]
-    pub authorization: Option<Authorization>,
-    /// A bearer token for the push to the hub.
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    /// A file holding the bearer token, re-read for every request.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS settings for an `https` hub.
-    #[serde(default)]
-    pub tls_config: TlsConfig,
-    /// Whether HTTP redirects are followed (default true).
-    #[serde(default = "super::default_true")]
-    pub follow_redirects: bool,
-    /// Accepted for compatibility; the collector speaks HTTP/1.1.
-    #[serde(default = "super::default_true")]
-    pub enable_http2: bool,
-    /// `proxy_url`: an `http://` or `https://` proxy for the push.
-    #[serde(default)]
-    pub proxy_url: Option<String>,
-    /// `no_proxy`: hosts, domains and CIDRs not proxied.
-    #[serde(default)]
-    pub no_proxy: Option<String>,
-    /// `proxy_from_environment`: use `HTTP(S)_PROXY` / `NO_PROXY`.
-    #[serde(default)]
-    pub proxy_from_environment: bool,
+}
 }
 
 fn default_paths() -> Vec<String> {

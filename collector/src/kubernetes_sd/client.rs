@@ -289,5 +289,11 @@ mod tests {
         assert_eq!(h(&c), "Bearer secret1");
         std::fs::write(&tok, "secret2").unwrap();
         assert_eq!(h(&c), "Bearer secret2", "token files are re-read");
+        let c = ApiClient::new(
+            &sd("role: node\napi_server: 'https://k:6443'\nbasic_auth: {username: u, password: p}"),
+            &KubeEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(h(&c), "Basic dTpw", "basic_auth is sent");
     }
 }
