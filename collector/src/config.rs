@@ -17,10 +17,7 @@ use serde::Deserialize;
 pub use bytesize::ByteSize;
 pub use duration::PromDuration;
 pub use http_client::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig, TlsVersion};
-pub use kubernetes_sd::{
-    Authorization as KubeAuthorization, KubeTlsConfig, KubernetesRole, KubernetesSdConfig,
-    NamespaceDiscovery, Secret as KubeSecret, SelectorConfig,
-};
+pub use kubernetes_sd::{KubernetesRole, KubernetesSdConfig, NamespaceDiscovery, SelectorConfig};
 pub use logs::{LogFormat, LogsConfig, DEFAULT_LOG_GLOB};
 pub use protobuf_message::ProtobufMessage;
 

@@ -117,7 +117,16 @@ impl HttpClient {
     /// method). CA, certificate and key files are read now; credential
     /// files on every request.
     pub fn new(cfg: &HttpClientConfig) -> Result<Self, HttpClientError> {
-        let mut builder = reqwest::Client::builder()
+        Self::with_builder(cfg, |b| b)
+    }
+
+    /// Like [`HttpClient::new`], with `customize` applied to the reqwest
+    /// builder first (e.g. for timeouts the config has no keys for).
+    pub fn with_builder(
+        cfg: &HttpClientConfig,
+        customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Self, HttpClientError> {
+        let mut builder = customize(reqwest::Client::builder())
             .user_agent(crate::remote_write::USER_AGENT)
             .use_preconfigured_tls(tls::client_config(&cfg.tls_config)?)
             // This build has no HTTP/2: `enable_http2` cannot add it.

@@ -219,7 +219,9 @@ impl Collector {
                 cfg,
                 &logs::LogShipper::dir(cfg, data_dir)?,
                 &config.global.external_labels,
-                client.clone(),
+                HttpClient::new(&cfg.http_client_config()).map_err(|e| {
+                    CollectorError::invalid(format!("logs.{}", e.key()), e.to_string())
+                })?,
                 Arc::clone(&metrics.logs),
             )?),
             None => None,

@@ -18,6 +18,7 @@ use axum::routing::post;
 use axum::Router;
 use common::Server;
 use fleetwatch_collector::config::LogsConfig;
+use fleetwatch_collector::http_client::HttpClient;
 use fleetwatch_collector::logs::queue::{BatchQueue, BatchStream};
 use fleetwatch_collector::logs::sender::Sender;
 use fleetwatch_collector::logs::LogMetrics;
@@ -33,12 +34,20 @@ struct Fake {
     pushes: Mutex<Vec<Vec<(String, String)>>>,
     /// Lines `query_range` reports as stored: (ns, line).
     stored: Mutex<Vec<(String, String)>>,
+    /// The `Authorization` header of every push (None: absent).
+    auth: Mutex<Vec<Option<String>>>,
 }
 
 async fn push(State(f): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
     assert_eq!(
         headers.get("content-type").and_then(|v| v.to_str().ok()),
         Some("application/x-protobuf")
+    );
+    f.auth.lock().expect("lock").push(
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     );
     let streams = decode_protobuf(&body, 1 << 20).expect("snappy protobuf push");
     let lines = streams
@@ -137,7 +146,8 @@ async fn send_all(
     recovered: BTreeSet<u64>,
     m: &Arc<LogMetrics>,
 ) {
-    let sender = Sender::new(cfg, reqwest::Client::new().into(), Arc::clone(m)).expect("sender");
+    let client = HttpClient::new(&cfg.http_client_config()).expect("client");
+    let sender = Sender::new(cfg, client, Arc::clone(m)).expect("sender");
     let (_tx, stop) = watch::channel(true);
     tokio::time::timeout(BOUND, sender.run(Arc::clone(queue), recovered, stop))
         .await
@@ -206,4 +216,44 @@ async fn a_recovered_batch_the_hub_already_holds_is_not_sent_again() {
     server.stop().await;
     assert_eq!(fake.pushes.lock().expect("lock").len(), 2);
     assert!(queue.seqs().is_empty());
+}
+
+/// Pushes one batch with the auth keys `extra` and returns the
+/// `Authorization` headers the hub saw.
+async fn push_with_auth(extra: &str) -> Vec<Option<String>> {
+    let (fake, server, queue, m, _dir) = setup(Vec::new()).await;
+    let seq = queue.append(vec![], stream(&["l"])).expect("append");
+    queue.publish(seq);
+    let yaml = format!(
+        "url: http://{}/loki/api/v1/push\ntimeout: 5s\n{extra}",
+        server.addr
+    );
+    let cfg: LogsConfig = serde_yaml::from_str(&yaml).expect("config");
+    cfg.validate().expect("valid");
+    send_all(&cfg, &queue, BTreeSet::new(), &m).await;
+    server.stop().await;
+    assert_eq!(m.lines_sent.load(Ordering::Relaxed), 1);
+    let auth = fake.auth.lock().expect("lock").clone();
+    auth
+}
+
+#[tokio::test]
+async fn a_push_carries_basic_auth_or_a_bearer_token() {
+    // "u:p" in base64.
+    assert_eq!(
+        push_with_auth("basic_auth: {username: u, password: p}\n").await,
+        [Some("Basic dTpw".to_string())]
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok1\n").expect("write token");
+    assert_eq!(
+        push_with_auth(&format!("bearer_token_file: '{}'\n", token.display())).await,
+        [Some("Bearer tok1".to_string())]
+    );
+    assert_eq!(
+        push_with_auth("authorization: {type: Token, credentials: c2}\n").await,
+        [Some("Token c2".to_string())]
+    );
+    assert_eq!(push_with_auth("").await, [None], "no auth configured");
 }

@@ -63,27 +63,13 @@ async fn receive(State(log): State<Log>, body: Bytes) -> impl IntoResponse {
 #[test]
 fn retries_5xx_and_429_and_drops_only_the_poisoned_batch() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = test_runtime();
     let log: Log = Arc::default();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind receiver");
-    let receiver = listener.local_addr().expect("addr");
     let app = axum::Router::new()
         .route("/api/v1/write", axum::routing::post(receive))
         .with_state(Arc::clone(&log));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let server = LoopbackServer::start(&rt, app);
+    let receiver = server.addr;
 
     let (_sim, sim_addr) = start_simulator("faults-sim", "faults", 1, 7, &[], tmp.path());
     let url = format!("http://{receiver}/api/v1/write");
@@ -185,8 +171,7 @@ fn retries_5xx_and_429_and_drops_only_the_poisoned_batch() {
     );
     assert!(collector.proc.log().contains("remote write rejected batch"));
     assert!(collector.proc.terminate(Duration::from_secs(20)));
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+    server.stop(&rt);
 }
 
 fn summary(log: &Log) -> Vec<(u16, usize)> {

@@ -16,24 +16,10 @@ const EXPOSITION: &str = "# TYPE m gauge\nm{cluster=\"other\",x=\"1\"} 1\n# TYPE
 fn external_labels_win_unless_honoured_and_relabeling_applies() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let hub = start_hub(&tmp.path().join("hub"), tmp.path(), &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind target");
-    let target = listener.local_addr().expect("addr").to_string();
+    let rt = test_runtime();
     let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { EXPOSITION }));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rt.spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-    });
+    let server = LoopbackServer::start(&rt, app);
+    let target = server.addr.to_string();
 
     let yaml = format!(
         r#"global:
@@ -128,6 +114,5 @@ remote_write:
     assert_eq!(up.len(), 1, "synthetic series are not metric-relabeled");
 
     assert!(collector.proc.terminate(Duration::from_secs(20)));
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), server).await });
+    server.stop(&rt);
 }

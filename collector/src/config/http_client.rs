@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{RemoteWriteConfig, ScrapeConfig};
+use super::{KubernetesSdConfig, LogsConfig, RemoteWriteConfig, ScrapeConfig};
 use crate::CollectorError;
 
 /// A secret from the config (a password, a token): never shown by `Debug`.
@@ -171,6 +171,51 @@ impl Default for HttpClientConfig {
     }
 }
 
+/// Declares a config struct with its own fields followed by the HTTP client
+/// keys (`basic_auth`, `authorization`, `bearer_token(_file)`,
+/// `tls_config`, `follow_redirects`, `enable_http2`, the proxy keys), so
+/// every section that talks HTTP spells them the same way.
+macro_rules! with_http_client_keys {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($fields)*
+            /// `basic_auth`: HTTP basic authentication.
+            #[serde(default)]
+            pub basic_auth: Option<$crate::config::BasicAuth>,
+            /// `authorization`: an `Authorization: <type> <credentials>` header.
+            #[serde(default)]
+            pub authorization: Option<$crate::config::Authorization>,
+            /// `bearer_token` (legacy form of `authorization.credentials`).
+            #[serde(default)]
+            pub bearer_token: Option<$crate::config::Secret>,
+            /// `bearer_token_file`: a file holding the bearer token, re-read
+            /// for every request.
+            #[serde(default)]
+            pub bearer_token_file: Option<std::path::PathBuf>,
+            /// `tls_config`: TLS settings for an `https` server.
+            #[serde(default)]
+            pub tls_config: $crate::config::TlsConfig,
+            /// Whether HTTP redirects are followed (default true).
+            #[serde(default = "super::default_true")]
+            pub follow_redirects: bool,
+            /// Accepted for compatibility; the collector speaks HTTP/1.1.
+            #[serde(default = "super::default_true")]
+            pub enable_http2: bool,
+            /// `proxy_url`: an `http://` or `https://` proxy for every request.
+            #[serde(default)]
+            pub proxy_url: Option<String>,
+            /// `no_proxy`: hosts, domains and CIDRs not proxied.
+            #[serde(default)]
+            pub no_proxy: Option<String>,
+            /// `proxy_from_environment`: use `HTTP(S)_PROXY` / `NO_PROXY`.
+            #[serde(default)]
+            pub proxy_from_environment: bool,
+        }
+    };
+}
+pub(crate) use with_http_client_keys;
+
 /// Implements the accessors of the HTTP client keys for a config struct
 /// holding them as explicit fields.
 macro_rules! http_client_keys {
@@ -224,15 +269,23 @@ macro_rules! http_client_keys {
 
 http_client_keys!(ScrapeConfig);
 http_client_keys!(RemoteWriteConfig);
+http_client_keys!(KubernetesSdConfig);
+http_client_keys!(LogsConfig);
 
 /// Makes every relative credentials and TLS file name of `cfg` relative to
 /// `base`.
 pub(crate) fn resolve_paths(cfg: &mut super::CollectorConfig, base: &Path) {
     for sc in &mut cfg.scrape_configs {
         sc.resolve_http_paths(base);
+        for sd in &mut sc.kubernetes_sd_configs {
+            sd.resolve_http_paths(base);
+        }
     }
     for rw in &mut cfg.remote_write {
         rw.resolve_http_paths(base);
+    }
+    if let Some(logs) = &mut cfg.logs {
+        logs.resolve_http_paths(base);
     }
 }
 

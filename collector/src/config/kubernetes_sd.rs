@@ -1,15 +1,19 @@
 //! `kubernetes_sd_configs`: Prometheus's keys for discovering targets
 //! from the Kubernetes API (roles `pod`, `endpoints`, `service`, `node`),
-//! and the small HTTP client config used to reach the API server.
+//! and Prometheus's HTTP client keys (`basic_auth`, `authorization`,
+//! `bearer_token(_file)`, `tls_config`, proxy...) for the API server.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::http_client::{with_http_client_keys, HttpClientConfig};
 use crate::CollectorError;
 
-/// One entry of `kubernetes_sd_configs`.
+with_http_client_keys! {
+/// One entry of `kubernetes_sd_configs`; the HTTP client keys apply to
+/// `api_server` only.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesSdConfig {
@@ -28,39 +32,7 @@ pub struct KubernetesSdConfig {
     /// Label and field selectors passed to the API, per role.
     #[serde(default)]
     pub selectors: Vec<SelectorConfig>,
-    /// A bearer token for the API server (with `api_server` only).
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    /// A file holding the bearer token, re-read for every request.
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// Prometheus's newer form of the bearer token settings.
-    #[serde(default)]
-    pub authorization: Option<Authorization>,
-    /// TLS settings for the API server.
-    #[serde(default)]
-    pub tls_config: KubeTlsConfig,
-    /// Whether HTTP redirects are followed (default true).
-    #[serde(default = "default_true")]
-    pub follow_redirects: bool,
-    /// Accepted for compatibility; HTTP/2 is negotiated when the server offers it.
-    #[serde(default = "default_true")]
-    pub enable_http2: bool,
 }
-
-fn default_true() -> bool {
-    true
-}
-
-/// A secret string: never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
 }
 
 /// The Kubernetes object kind a discovery watches.
@@ -147,50 +119,10 @@ pub struct SelectorConfig {
     pub field: Option<String>,
 }
 
-/// `authorization`: a credential sent as `Authorization: <type> <credentials>`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Authorization {
-    /// The scheme (default `Bearer`).
-    #[serde(default = "default_auth_type", rename = "type")]
-    pub kind: String,
-    /// The credentials.
-    #[serde(default)]
-    pub credentials: Option<Secret>,
-    /// A file holding the credentials, re-read for every request.
-    #[serde(default)]
-    pub credentials_file: Option<PathBuf>,
-}
-
-fn default_auth_type() -> String {
-    "Bearer".to_string()
-}
-
-/// `tls_config` for the API server.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubeTlsConfig {
-    /// PEM file of the CA certificates that sign the server's certificate.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate (with `key_file`).
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of the client certificate.
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// Skip verifying the server's certificate (insecure).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
 impl KubernetesSdConfig {
     /// Whether any HTTP client setting (credentials, TLS) is given.
     pub fn has_http_client_config(&self) -> bool {
-        self.bearer_token.is_some()
-            || self.bearer_token_file.is_some()
-            || self.authorization.is_some()
-            || self.tls_config != KubeTlsConfig::default()
+        self.http_client_config() != HttpClientConfig::default()
     }
 
     /// The selector for objects of `role`, if configured.
@@ -222,31 +154,7 @@ pub(crate) fn validate(sd: &KubernetesSdConfig, at: &str) -> Result<(), Collecto
             "to use a custom HTTP client configuration please provide the 'api_server' URL explicitly",
         ));
     }
-    let token_settings = [
-        sd.bearer_token.is_some(),
-        sd.bearer_token_file.is_some(),
-        sd.authorization.is_some(),
-    ];
-    if token_settings.iter().filter(|x| **x).count() > 1 {
-        return Err(CollectorError::invalid(
-            at,
-            "at most one of bearer_token, bearer_token_file and authorization may be set",
-        ));
-    }
-    if let Some(a) = &sd.authorization {
-        if a.credentials.is_some() && a.credentials_file.is_some() {
-            return Err(CollectorError::invalid(
-                format!("{at}.authorization"),
-                "at most one of credentials and credentials_file may be set",
-            ));
-        }
-    }
-    if sd.tls_config.cert_file.is_some() != sd.tls_config.key_file.is_some() {
-        return Err(CollectorError::invalid(
-            format!("{at}.tls_config"),
-            "cert_file and key_file must be given together",
-        ));
-    }
+    super::http_client::validate(&sd.http_client_config(), at)?;
     if let Some(url) = &sd.api_server {
         check_api_server(url)
             .map_err(|r| CollectorError::invalid(format!("{at}.api_server"), r))?;
@@ -377,6 +285,11 @@ mod tests {
         );
         assert!(validate(&sd, "sd").is_ok());
         assert!(check("role: pod\nselectors: [{role: pod, label: 'a in (x,y),!b'}]").is_ok());
+        assert!(check(
+            "role: pod\napi_server: http://a\nbasic_auth: {username: u, password: p}\n\
+             proxy_url: 'http://proxy:3128'\nfollow_redirects: false\nenable_http2: false"
+        )
+        .is_ok());
     }
 
     #[test]
@@ -418,6 +331,18 @@ mod tests {
                 "not a valid namespace",
             ),
             ("role: pod\nfoo: 1", "unknown field `foo`"),
+            (
+                "role: pod\napi_server: http://a\nbasic_auth: {username: u}\nbearer_token: t",
+                "at most one of basic_auth, authorization and bearer_token",
+            ),
+            (
+                "role: pod\nbasic_auth: {username: u}",
+                "provide the 'api_server'",
+            ),
+            (
+                "role: pod\napi_server: http://a\ntls_config: {cert_file: /c}",
+                "needs both a certificate",
+            ),
         ];
         for (yaml, want) in cases {
             let err = check(yaml).expect_err(yaml);

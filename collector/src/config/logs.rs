@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::http_client::with_http_client_keys;
 use super::{ByteSize, PromDuration};
 use crate::CollectorError;
 
@@ -28,7 +29,9 @@ pub enum LogFormat {
     Raw,
 }
 
-/// The `logs` section of the collector config.
+with_http_client_keys! {
+/// The `logs` section of the collector config; the HTTP client keys apply
+/// to the push to the hub (and the lookup after a restart).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
@@ -92,6 +95,7 @@ pub struct LogsConfig {
     /// Where the checkpoint and the queue live (default `<data dir>/logs`).
     #[serde(default)]
     pub path: Option<PathBuf>,
+}
 }
 
 fn default_paths() -> Vec<String> {
@@ -192,7 +196,7 @@ impl LogsConfig {
                 ),
             ));
         }
-        Ok(())
+        super::http_client::validate(&self.http_client_config(), "logs")
     }
 }
 
@@ -239,5 +243,7 @@ mod tests {
         assert!(err("poll_interval: 0s\n").contains("logs.poll_interval"));
         assert!(err("min_backoff: 2s\nmax_backoff: 1s\n").contains("logs.max_backoff"));
         assert!(err("max_line_bytes: 8\n").contains("logs.max_line_bytes"));
+        assert!(err("bearer_token: a\nbasic_auth: {username: u}\n").contains("logs.bearer_token"));
+        assert!(err("tls_config: {cert_file: c}\n").contains("logs.tls_config.cert_file"));
     }
 }

@@ -6,11 +6,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
-
 use super::error::KubeError;
-use super::kubeconfig::{self, read_small_file, ClusterAccess};
-use crate::config::KubernetesSdConfig;
+use super::kubeconfig::{self, ClusterAccess};
+use crate::config::{BasicAuth, HttpClientConfig, KubernetesSdConfig, Secret, TlsConfig};
+use crate::http_client::HttpClient;
 
 /// Where a pod's service account credentials are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -49,25 +48,11 @@ impl KubeEnv {
     }
 }
 
-/// How requests authenticate.
-#[derive(Clone)]
-enum Credential {
-    None,
-    /// A fixed `Authorization` header value.
-    Header(HeaderValue),
-    /// `<scheme> <contents of file>`, read for every request (tokens rotate).
-    File {
-        scheme: String,
-        path: PathBuf,
-    },
-}
-
 /// A client for one API server.
 #[derive(Clone)]
 pub struct ApiClient {
     base: reqwest::Url,
-    http: reqwest::Client,
-    credential: Credential,
+    http: HttpClient,
     /// The namespace `namespaces.own_namespace` means, when known.
     pub own_namespace: Option<String>,
 }
@@ -90,7 +75,7 @@ impl ApiClient {
                 .filter(|s| !s.is_empty())
         };
         if let Some(server) = &sd.api_server {
-            return Self::from_sd(server, sd, sa_namespace());
+            return Self::build(server, &sd.http_client_config(), sa_namespace());
         }
         let kubeconfig = match &sd.kubeconfig_file {
             Some(p) => Some(p.clone()),
@@ -115,7 +100,7 @@ impl ApiClient {
             .namespace
             .clone()
             .or_else(|| Some("default".to_string()));
-        Self::from_access(access, namespace, true)
+        Self::from_access(access, namespace)
     }
 
     fn in_cluster(
@@ -130,93 +115,78 @@ impl ApiClient {
             host.to_string()
         };
         let dir = &env.service_account_dir;
-        let access = ClusterAccess {
-            server: format!("https://{host}:{port}"),
-            ca_pem: Some(read_small_file(&dir.join("ca.crt"))?),
-            token_file: Some(dir.join("token")),
-            ..ClusterAccess::default()
+        let cfg = HttpClientConfig {
+            bearer_token_file: Some(dir.join("token")),
+            tls_config: TlsConfig {
+                ca_file: Some(dir.join("ca.crt")),
+                ..TlsConfig::default()
+            },
+            ..HttpClientConfig::default()
         };
-        Self::from_access(access, namespace, true)
+        Self::build(&format!("https://{host}:{port}"), &cfg, namespace)
     }
 
-    fn from_sd(
-        server: &str,
-        sd: &KubernetesSdConfig,
-        namespace: Option<String>,
-    ) -> Result<Self, KubeError> {
-        let tls = &sd.tls_config;
-        let identity_pem = match (&tls.cert_file, &tls.key_file) {
-            (Some(c), Some(k)) => {
-                let mut pem = read_small_file(c)?;
-                pem.push(b'\n');
-                pem.extend(read_small_file(k)?);
-                Some(pem)
-            }
-            _ => None,
+    fn from_access(access: ClusterAccess, namespace: Option<String>) -> Result<Self, KubeError> {
+        let text = |what: &str, pem: Option<Vec<u8>>| {
+            pem.map(|p| {
+                String::from_utf8(p).map_err(|_| {
+                    KubeError::Client(format!("the kubeconfig's {what} is not PEM text"))
+                })
+            })
+            .transpose()
         };
-        let mut access = ClusterAccess {
-            server: server.to_string(),
-            ca_pem: tls.ca_file.as_deref().map(read_small_file).transpose()?,
-            insecure: tls.insecure_skip_verify,
-            token: sd.bearer_token.as_ref().map(|s| s.0.clone()),
-            token_file: sd.bearer_token_file.clone(),
-            identity_pem,
-            ..ClusterAccess::default()
+        let cfg = HttpClientConfig {
+            basic_auth: access.basic.map(|(u, p)| BasicAuth {
+                username: Some(u),
+                password: Some(Secret(p)),
+                ..BasicAuth::default()
+            }),
+            bearer_token: access.token.map(Secret),
+            bearer_token_file: access.token_file,
+            tls_config: TlsConfig {
+                ca: text("certificate-authority", access.ca_pem)?,
+                cert: text("client-certificate", access.cert_pem)?,
+                key: text("client-key", access.key_pem)?.map(Secret),
+                insecure_skip_verify: access.insecure,
+                ..TlsConfig::default()
+            },
+            ..HttpClientConfig::default()
         };
-        let authorization = sd.authorization.as_ref();
-        if authorization.is_some() {
-            access.token = None;
-            access.token_file = None;
-        }
-        let mut client = Self::from_access(access, namespace, sd.follow_redirects)?;
-        if let Some(a) = authorization {
-            client.credential = match (&a.credentials, &a.credentials_file) {
-                (Some(s), _) => Credential::Header(header(&format!("{} {}", a.kind, s.0))?),
-                (None, Some(p)) => Credential::File {
-                    scheme: a.kind.clone(),
-                    path: p.clone(),
-                },
-                (None, None) => Credential::None,
-            };
-        }
-        Ok(client)
-    }
-
-    fn from_access(
-        access: ClusterAccess,
-        namespace: Option<String>,
-        follow_redirects: bool,
-    ) -> Result<Self, KubeError> {
-        let base = reqwest::Url::parse(&access.server)
-            .map_err(|e| KubeError::Client(format!("server {:?}: {e}", access.server)))?;
-        let credential = if let Some(t) = &access.token {
-            Credential::Header(header(&format!("Bearer {t}"))?)
-        } else if let Some(p) = &access.token_file {
-            Credential::File {
-                scheme: "Bearer".to_string(),
-                path: p.clone(),
+        // kubectl prefers a token to basic auth; the collector sends one.
+        let cfg = if cfg.bearer_token.is_some() || cfg.bearer_token_file.is_some() {
+            HttpClientConfig {
+                basic_auth: None,
+                ..cfg
             }
-        } else if let Some((u, p)) = &access.basic {
-            use base64::Engine;
-            let b = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-            Credential::Header(header(&format!("Basic {b}"))?)
         } else {
-            Credential::None
+            cfg
         };
-        let mut b = builder(&access);
-        if !follow_redirects {
-            b = b.redirect(reqwest::redirect::Policy::none());
-        }
-        let http = b.build().map_err(|e| KubeError::Client(e.to_string()))?;
+        Self::build(&access.server, &cfg, namespace)
+    }
+
+    /// The client of `server` with the HTTP client settings `cfg`.
+    fn build(
+        server: &str,
+        cfg: &HttpClientConfig,
+        namespace: Option<String>,
+    ) -> Result<Self, KubeError> {
+        let base = reqwest::Url::parse(server)
+            .map_err(|e| KubeError::Client(format!("server {server:?}: {e}")))?;
+        let http = HttpClient::with_builder(cfg, |b| {
+            b.connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .tcp_keepalive(TCP_KEEPALIVE)
+        })
+        .map_err(|e| KubeError::Client(e.to_string()))?;
         Ok(Self {
             base,
             http,
-            credential,
             own_namespace: namespace,
         })
     }
 
-    /// A GET of `path` (e.g. `/api/v1/pods`) with `query`, authenticated.
+    /// A GET of `path` (e.g. `/api/v1/pods`) with `query`, authenticated
+    /// (credential files are re-read for every request).
     pub fn get(
         &self,
         path: &str,
@@ -225,54 +195,8 @@ impl ApiClient {
         let mut url = self.base.clone();
         let prefix = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{prefix}{path}"));
-        let mut req = self.http.get(url).query(query);
-        match &self.credential {
-            Credential::None => {}
-            Credential::Header(h) => req = req.header(reqwest::header::AUTHORIZATION, h.clone()),
-            Credential::File { scheme, path } => {
-                let token = read_small_file(path)?;
-                let token = String::from_utf8_lossy(&token);
-                let h = header(&format!("{scheme} {}", token.trim()))?;
-                req = req.header(reqwest::header::AUTHORIZATION, h);
-            }
-        }
-        Ok(req)
+        Ok(self.http.get(url).query(query))
     }
-}
-
-/// A sensitive `Authorization` header value.
-fn header(value: &str) -> Result<HeaderValue, KubeError> {
-    let mut h = HeaderValue::from_str(value).map_err(|_| {
-        KubeError::Client("credentials contain characters not allowed in a header".to_string())
-    })?;
-    h.set_sensitive(true);
-    Ok(h)
-}
-
-fn builder(access: &ClusterAccess) -> reqwest::ClientBuilder {
-    let mut b = reqwest::Client::builder()
-        .user_agent(crate::remote_write::USER_AGENT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .tcp_keepalive(TCP_KEEPALIVE)
-        .danger_accept_invalid_certs(access.insecure);
-    if let Some(pem) = &access.ca_pem {
-        match reqwest::Certificate::from_pem_bundle(pem) {
-            Ok(certs) => {
-                for c in certs {
-                    b = b.add_root_certificate(c);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot parse the Kubernetes CA certificates"),
-        }
-    }
-    if let Some(pem) = &access.identity_pem {
-        match reqwest::Identity::from_pem(pem) {
-            Ok(id) => b = b.identity(id),
-            Err(e) => tracing::error!(error = %e, "cannot parse the Kubernetes client certificate"),
-        }
-    }
-    b
 }
 
 /// The path of a list or watch of `plural` in `namespace` (all when `None`).
@@ -296,7 +220,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sa = dir.path().join("sa");
         std::fs::create_dir(&sa).unwrap();
-        std::fs::write(sa.join("ca.crt"), "").unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["kubernetes".to_string()]).unwrap();
+        std::fs::write(sa.join("ca.crt"), ca.cert.pem()).unwrap();
         std::fs::write(sa.join("token"), "tok\n").unwrap();
         std::fs::write(sa.join("namespace"), "monitoring").unwrap();
         let mut env = KubeEnv {
@@ -364,5 +289,11 @@ mod tests {
         assert_eq!(h(&c), "Bearer secret1");
         std::fs::write(&tok, "secret2").unwrap();
         assert_eq!(h(&c), "Bearer secret2", "token files are re-read");
+        let c = ApiClient::new(
+            &sd("role: node\napi_server: 'https://k:6443'\nbasic_auth: {username: u, password: p}"),
+            &KubeEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(h(&c), "Basic dTpw", "basic_auth is sent");
     }
 }

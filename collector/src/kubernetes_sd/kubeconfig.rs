@@ -23,8 +23,10 @@ pub struct ClusterAccess {
     pub token: Option<String>,
     /// A file holding the bearer token.
     pub token_file: Option<PathBuf>,
-    /// PEM client certificate followed by its key.
-    pub identity_pem: Option<Vec<u8>>,
+    /// PEM client certificate (with `key_pem`).
+    pub cert_pem: Option<Vec<u8>>,
+    /// PEM private key of the client certificate.
+    pub key_pem: Option<Vec<u8>>,
     /// Basic auth user and password.
     pub basic: Option<(String, String)>,
     /// The context's namespace.
@@ -163,27 +165,20 @@ pub fn load(path: &Path) -> Result<ClusterAccess, KubeError> {
         .map_err(|r| bad(format!("client-certificate: {r}")))?;
     let key =
         pem(dir, &u.client_key, &u.client_key_data).map_err(|r| bad(format!("client-key: {r}")))?;
-    let identity_pem = match (cert, key) {
-        (Some(mut c), Some(k)) => {
-            c.push(b'\n');
-            c.extend(k);
-            Some(c)
-        }
-        (None, None) => None,
-        _ => {
-            return Err(bad(format!(
-                "user {:?}: a client certificate needs its key and the other way round",
-                user.name
-            )))
-        }
-    };
+    if cert.is_some() != key.is_some() {
+        return Err(bad(format!(
+            "user {:?}: a client certificate needs its key and the other way round",
+            user.name
+        )));
+    }
     Ok(ClusterAccess {
         server: c.server.clone(),
         ca_pem,
         insecure: c.insecure_skip_tls_verify,
         token: u.token.clone(),
         token_file: u.token_file.as_ref().map(|p| dir.join(p)),
-        identity_pem,
+        cert_pem: cert,
+        key_pem: key,
         basic: u.username.clone().zip(u.password.clone()),
         namespace: ctx.value.namespace.clone(),
     })
@@ -230,7 +225,8 @@ mod tests {
         assert_eq!(a.server, "https://y:6443");
         assert_eq!(a.ca_pem.as_deref(), Some(&b"CA"[..]));
         assert_eq!(a.token.as_deref(), Some("abc"));
-        assert_eq!(a.identity_pem.as_deref(), Some(&b"CERT\nKEY"[..]));
+        assert_eq!(a.cert_pem.as_deref(), Some(&b"CERT"[..]));
+        assert_eq!(a.key_pem.as_deref(), Some(&b"KEY"[..]));
         assert_eq!(a.namespace.as_deref(), Some("ns1"));
     }
 
