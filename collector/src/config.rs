@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use http_client::with_http_client_keys;
+
 pub use bytesize::ByteSize;
 pub use duration::PromDuration;
 pub use http_client::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig, TlsVersion};
@@ -117,6 +119,7 @@ impl Scheme {
     }
 }
 
+with_http_client_keys! {
 /// One entry of `scrape_configs`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,38 +174,6 @@ pub struct ScrapeConfig {
     /// merged, before external labels).
     #[serde(default)]
     pub metric_relabel_configs: Vec<RelabelConfig>,
-    /// `basic_auth`: `username` or `username_file`, `password` or
-    /// `password_file` (files are re-read on every request).
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
-    /// `authorization`: `type` (default `Bearer`) and `credentials` or
-    /// `credentials_file` (re-read on every request).
-    #[serde(default)]
-    pub authorization: Option<Authorization>,
-    /// Legacy: a bearer token.
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    /// Legacy: a file holding a bearer token (re-read on every request).
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS settings for `https`.
-    #[serde(default)]
-    pub tls_config: TlsConfig,
-    /// Whether HTTP redirects are followed (default true).
-    #[serde(default = "default_true")]
-    pub follow_redirects: bool,
-    /// Whether HTTP/2 may be used (default true).
-    #[serde(default = "default_true")]
-    pub enable_http2: bool,
-    /// A proxy for every request.
-    #[serde(default)]
-    pub proxy_url: Option<String>,
-    /// Hosts, domains and CIDRs not sent through `proxy_url`, comma-separated.
-    #[serde(default)]
-    pub no_proxy: Option<String>,
-    /// Use the proxy of the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables.
-    #[serde(default)]
-    pub proxy_from_environment: bool,
     /// More samples than this after metric relabeling fail the scrape
     /// (0 = no limit).
     #[serde(default)]
@@ -220,6 +191,7 @@ pub struct ScrapeConfig {
     /// the collector's hard maximum).
     #[serde(default)]
     pub body_size_limit: ByteSize,
+}
 }
 
 impl ScrapeConfig {
@@ -266,6 +238,7 @@ pub struct StaticConfig {
     pub labels: BTreeMap<String, String>,
 }
 
+with_http_client_keys! {
 /// One entry of `remote_write`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,42 +259,11 @@ pub struct RemoteWriteConfig {
     /// external labels).
     #[serde(default)]
     pub write_relabel_configs: Vec<RelabelConfig>,
-    /// `basic_auth`: `username` or `username_file`, `password` or
-    /// `password_file` (files are re-read on every request).
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
-    /// `authorization`: `type` (default `Bearer`) and `credentials` or
-    /// `credentials_file` (re-read on every request).
-    #[serde(default)]
-    pub authorization: Option<Authorization>,
-    /// Legacy: a bearer token.
-    #[serde(default)]
-    pub bearer_token: Option<Secret>,
-    /// Legacy: a file holding a bearer token (re-read on every request).
-    #[serde(default)]
-    pub bearer_token_file: Option<PathBuf>,
-    /// TLS settings for `https`.
-    #[serde(default)]
-    pub tls_config: TlsConfig,
-    /// Whether HTTP redirects are followed (default true).
-    #[serde(default = "default_true")]
-    pub follow_redirects: bool,
-    /// Whether HTTP/2 may be used (default true).
-    #[serde(default = "default_true")]
-    pub enable_http2: bool,
-    /// A proxy for every request.
-    #[serde(default)]
-    pub proxy_url: Option<String>,
-    /// Hosts, domains and CIDRs not sent through `proxy_url`, comma-separated.
-    #[serde(default)]
-    pub no_proxy: Option<String>,
-    /// Use the proxy of the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` variables.
-    #[serde(default)]
-    pub proxy_from_environment: bool,
     /// `prometheus.WriteRequest` (remote write 1.0, default) or
     /// `io.prometheus.write.v2.Request` (2.0).
     #[serde(default)]
     pub protobuf_message: ProtobufMessage,
+}
 }
 
 impl RemoteWriteConfig {
@@ -395,7 +337,7 @@ fn default_scrape_timeout() -> PromDuration {
 fn default_metrics_path() -> String {
     "/metrics".to_string()
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_remote_timeout() -> PromDuration {

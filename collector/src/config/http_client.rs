@@ -197,10 +197,10 @@ macro_rules! with_http_client_keys {
             #[serde(default)]
             pub tls_config: $crate::config::TlsConfig,
             /// Whether HTTP redirects are followed (default true).
-            #[serde(default = "super::default_true")]
+            #[serde(default = "crate::config::default_true")]
             pub follow_redirects: bool,
             /// Accepted for compatibility; the collector speaks HTTP/1.1.
-            #[serde(default = "super::default_true")]
+            #[serde(default = "crate::config::default_true")]
             pub enable_http2: bool,
             /// `proxy_url`: an `http://` or `https://` proxy for every request.
             #[serde(default)]
