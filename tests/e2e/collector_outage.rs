@@ -7,9 +7,9 @@ use std::time::Duration;
 use super::collector_queue_support::*;
 use super::support::*;
 
-/// How long the hub stays down. The issue asks for about two minutes; 30 s
-/// keeps the suite inside its time budget and still queues ~90 scrapes.
-pub const OUTAGE: Duration = Duration::from_secs(30);
+/// How long the hub stays down: two minutes, as issue 5 asks (~360 scrapes
+/// queued on disk meanwhile).
+pub const OUTAGE: Duration = Duration::from_secs(120);
 
 #[test]
 fn hub_outage_loses_nothing_and_repeats_nothing() {
@@ -116,8 +116,10 @@ fn hub_outage_loses_nothing_and_repeats_nothing() {
             })
             .count();
         let expected = (restarted_at - stopped_at - 2.0) as usize;
+        // A scrape tick skipped on a loaded machine is not a lost sample (every
+        // scraped sample is checked above); allow a few per minute.
         assert!(
-            during + 3 >= expected,
+            during + 3 + expected / 30 >= expected,
             "{job}: {during} scrapes from the outage in the hub, expected about {expected}"
         );
     }
