@@ -143,15 +143,17 @@ fn verify(addr: &str, acked: &Acked, round: usize) {
     if acked.is_empty() {
         return;
     }
-    let end = acked
-        .values()
-        .flat_map(|v| v.iter().map(|x| x.0))
-        .max()
-        .unwrap_or(0);
+    let times = || acked.values().flat_map(|v| v.iter().map(|x| x.0));
+    let end = times().max().unwrap_or(0);
+    let start = times().min().unwrap_or(0);
+    // The range covers every acknowledged sample: on an idle machine the
+    // writers send up to 2,000 requests (one second apart) per round, so
+    // the data can span more than two hours.
+    let range_s = (end - start) / 1000 + 60;
     let resp: serde_json::Value = http()
         .post(format!("http://{addr}/api/v1/query"))
         .form(&[
-            ("query", "crash_test[2h]".to_string()),
+            ("query", format!("crash_test[{range_s}s]")),
             ("time", format!("{}", end as f64 / 1000.0)),
         ])
         .send()
