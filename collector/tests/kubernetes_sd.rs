@@ -9,6 +9,7 @@ mod common;
 #[path = "common/kube_api.rs"]
 mod kube_api;
 
+use common::wait_until;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -24,18 +25,6 @@ use tokio::sync::oneshot;
 
 /// Every wait in this file ends after this long.
 const BOUND: Duration = Duration::from_secs(20);
-
-/// Waits until `check` holds, polling; panics naming `what` after [`BOUND`].
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 fn labels(pairs: &[(&str, &str)]) -> TargetLabels {
     pairs

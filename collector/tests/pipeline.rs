@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::{stop_collector, wait_until};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -134,18 +135,6 @@ async fn start_receiver(script: Vec<u16>, always: Option<u16>) -> (Server, Arc<M
         .route("/api/v1/write", post(receive))
         .with_state(r);
     (Server::start(router).await, state)
-}
-
-/// Polls `check` every 20 ms until it returns true or `BOUND` passes.
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn http_get(url: &str) -> (u16, String) {
@@ -368,12 +357,7 @@ remote_write:
     assert!(value_of("fleetwatch_collector_scrapes_total{job=\"app\"}") >= 1.0);
     assert!(value_of("fleetwatch_collector_external_label_overrides_total") >= 1.0);
 
-    let _ = stop_tx.send(());
-    let result = tokio::time::timeout(BOUND, run)
-        .await
-        .expect("collector stops in time")
-        .expect("run task");
-    assert!(result.is_ok(), "{result:?}");
+    stop_collector(stop_tx, run).await;
     assert_eq!(http_get(&format!("{metrics_base}/-/ready")).await.0, 503);
 
     metrics_server.stop().await;
@@ -458,12 +442,7 @@ remote_write:
         "{text}"
     );
 
-    let _ = stop_tx.send(());
-    let result = tokio::time::timeout(BOUND, run)
-        .await
-        .expect("collector stops in time")
-        .expect("run task");
-    assert!(result.is_ok(), "{result:?}");
+    stop_collector(stop_tx, run).await;
     metrics_server.stop().await;
     good.stop().await;
     bad.stop().await;

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::{stop_collector, wait_until};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,9 +18,6 @@ use common::Server;
 use fleetwatch_collector::{Collector, CollectorConfig};
 use fleetwatch_model::remote_write::decode_write_request;
 use tokio::sync::oneshot;
-
-/// Every wait in this file ends after this long.
-const BOUND: Duration = Duration::from_secs(20);
 
 /// Rendered label sets of every series received.
 type Seen = Arc<Mutex<BTreeSet<String>>>;
@@ -46,17 +44,6 @@ async fn target(name: &'static str) -> Server {
         get(move || async move { format!("{name} 1\n") }),
     ))
     .await
-}
-
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn get_json(url: &str) -> serde_json::Value {
@@ -214,12 +201,7 @@ storage:
         assert!(line.ends_with(" 0"), "nothing dropped: {line}");
     }
 
-    let _ = stop_tx.send(());
-    let result = tokio::time::timeout(BOUND, run)
-        .await
-        .expect("collector stops in time")
-        .expect("run task");
-    assert!(result.is_ok(), "{result:?}");
+    stop_collector(stop_tx, run).await;
     api.stop().await;
     receiver.stop().await;
     a.stop().await;

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::stop_collector;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -210,12 +211,7 @@ async fn ships_v2_and_reports_receivers_that_do_not_take_it() {
         "{text}"
     );
 
-    let _ = stop_tx.send(());
-    let result = tokio::time::timeout(BOUND, run)
-        .await
-        .expect("collector stops in time")
-        .expect("run task");
-    assert!(result.is_ok(), "{result:?}");
+    stop_collector(stop_tx, run).await;
     // Stopped, nothing is in flight: exactly one request per dropped batch.
     let text = metrics_text(&metrics_url).await;
     for (seen, reason, u) in [

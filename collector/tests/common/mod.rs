@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use fleetwatch_collector::CollectorError;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -49,4 +50,36 @@ impl Server {
             abort.abort();
         }
     }
+}
+
+/// Every wait of these helpers ends after this long.
+pub const WAIT_BOUND: Duration = Duration::from_secs(20);
+
+/// Polls `check` every 20 ms until it returns true; panics naming `what`
+/// after [`WAIT_BOUND`].
+#[allow(dead_code)] // not every test file waits
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT_BOUND;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Tells a running collector to stop and checks that it stops cleanly
+/// within [`WAIT_BOUND`].
+#[allow(dead_code)] // not every test file runs a whole collector
+pub async fn stop_collector(
+    stop: oneshot::Sender<()>,
+    run: JoinHandle<Result<(), CollectorError>>,
+) {
+    let _ = stop.send(());
+    let result = tokio::time::timeout(WAIT_BOUND, run)
+        .await
+        .expect("collector stops in time")
+        .expect("run task");
+    assert!(result.is_ok(), "{result:?}");
 }
